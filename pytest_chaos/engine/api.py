@@ -1,0 +1,201 @@
+"""The Toxiproxy HTTP API (and the engine's extensions: /events, /metrics) on aiohttp."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from pytest_chaos.engine.collection import ProxyCollection
+from pytest_chaos.engine.errors import ApiError, bad_request
+from pytest_chaos.engine.events import EventLog
+from pytest_chaos.engine.metrics import render_metrics
+
+TOXIPROXY_VERSION = "2.12.0"
+REQUEST_ID_HEADER = "X-Toxiproxy-Request-Id"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+COLLECTION = web.AppKey("collection", ProxyCollection)
+EVENTS = web.AppKey("events", EventLog)
+ENGINE_VERSION = web.AppKey("engine_version", str)
+
+
+def json_response(payload: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=json.dumps(payload).encode() + b"\n",
+        status=status,
+        content_type="application/json",
+    )
+
+
+def error_response(error: ApiError, **extra: Any) -> web.Response:
+    return json_response({"error": error.message, "status": error.status, **extra}, error.status)
+
+
+def empty(status: int = 204) -> web.Response:
+    return web.Response(status=status)
+
+
+async def read_json(request: web.Request) -> Any:
+    """Bodies are JSON whatever the Content-Type says (the Ruby client sends none)."""
+    raw = await request.read()
+    if not raw.strip():
+        raise bad_request("EOF")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise bad_request(f"invalid JSON: {error}") from None
+
+
+async def read_object(request: web.Request) -> dict[str, Any]:
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise bad_request(f"expected a JSON object, got {type(body).__name__}")
+    return body
+
+
+# -- middlewares
+_request_ids = itertools.count(1)
+
+
+@web.middleware
+async def toxiproxy_conventions(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Upstream's browser guard, request ids, plain-text 404 and empty 405."""
+    try:
+        if request.headers.get("User-Agent", "").startswith("Mozilla/"):
+            # A guard against web pages driving the API through the user's browser.
+            response: web.StreamResponse = web.Response(status=403, text="User agent not allowed")
+        else:
+            response = await handler(request)
+    except ApiError as error:
+        response = error_response(error)
+    except web.HTTPNotFound:
+        response = web.Response(status=404, text="404 page not found\n")
+    except web.HTTPMethodNotAllowed:
+        response = web.Response(status=405)
+    response.headers[REQUEST_ID_HEADER] = str(next(_request_ids))
+    return response
+
+
+# -- handlers
+async def version(request: web.Request) -> web.Response:
+    payload = {"version": TOXIPROXY_VERSION, "engine": request.app[ENGINE_VERSION]}
+    return json_response(payload)
+
+
+async def list_proxies(request: web.Request) -> web.Response:
+    proxies = request.app[COLLECTION].proxies
+    return json_response({name: proxy.to_json() for name, proxy in proxies.items()})
+
+
+async def create_proxy(request: web.Request) -> web.Response:
+    proxy = await request.app[COLLECTION].create(await read_json(request))
+    return json_response(proxy.to_json(), 201)
+
+
+async def populate(request: web.Request) -> web.Response:
+    done, error = await request.app[COLLECTION].populate(await read_json(request))
+    proxies = [proxy.to_json() for proxy in done] or None
+    if error is not None:
+        return error_response(error, proxies=proxies)
+    return json_response({"proxies": proxies}, 201)
+
+
+async def show_proxy(request: web.Request) -> web.Response:
+    return json_response(request.app[COLLECTION].get(request.match_info["proxy"]).to_json())
+
+
+async def update_proxy(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    proxy = await request.app[COLLECTION].update(request.match_info["proxy"], body)
+    return json_response(proxy.to_json())
+
+
+async def delete_proxy(request: web.Request) -> web.Response:
+    await request.app[COLLECTION].delete(request.match_info["proxy"])
+    return empty()
+
+
+async def list_toxics(request: web.Request) -> web.Response:
+    proxy = request.app[COLLECTION].get(request.match_info["proxy"])
+    return json_response([spec.to_json() for spec in proxy.toxics.listing()])
+
+
+async def create_toxic(request: web.Request) -> web.Response:
+    proxy = request.app[COLLECTION].get(request.match_info["proxy"])
+    spec = proxy.add_toxic(await read_object(request))
+    return json_response(spec.to_json())
+
+
+async def show_toxic(request: web.Request) -> web.Response:
+    proxy = request.app[COLLECTION].get(request.match_info["proxy"])
+    return json_response(proxy.toxics.get(request.match_info["toxic"]).to_json())
+
+
+async def update_toxic(request: web.Request) -> web.Response:
+    proxy = request.app[COLLECTION].get(request.match_info["proxy"])
+    spec = proxy.update_toxic(request.match_info["toxic"], await read_object(request))
+    return json_response(spec.to_json())
+
+
+async def delete_toxic(request: web.Request) -> web.Response:
+    proxy = request.app[COLLECTION].get(request.match_info["proxy"])
+    proxy.remove_toxic(request.match_info["toxic"])
+    return empty()
+
+
+async def reset(request: web.Request) -> web.Response:
+    await request.app[COLLECTION].reset()
+    return empty()
+
+
+async def events(request: web.Request) -> web.Response:
+    """Extension: what the engine saw. `?since=SEQ` returns only newer events."""
+    log = request.app[EVENTS]
+    try:
+        since = int(request.query.get("since", "0"))
+        limit = int(request.query["limit"]) if "limit" in request.query else None
+    except ValueError:
+        raise ApiError(400, "since and limit must be integers") from None
+    selected = log.since(since, proxy=request.query.get("proxy"), limit=limit)
+    last = selected[-1]["seq"] if limit is not None and selected else log.last_seq
+    return json_response({"events": selected, "last_seq": last, "oldest_seq": log.oldest_seq})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body, content_type = render_metrics(request.app[COLLECTION])
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = content_type
+    return response
+
+
+def build_app(
+    collection: ProxyCollection, events_log: EventLog, engine_version: str
+) -> web.Application:
+    app = web.Application(middlewares=[toxiproxy_conventions])
+    app[COLLECTION] = collection
+    app[EVENTS] = events_log
+    app[ENGINE_VERSION] = engine_version
+    add = app.router.add_route
+    add("GET", "/version", version)
+    add("GET", "/proxies", list_proxies)
+    add("POST", "/proxies", create_proxy)
+    add("POST", "/populate", populate)
+    add("POST", "/reset", reset)
+    add("GET", "/events", events)
+    add("GET", "/metrics", metrics)
+    add("GET", "/proxies/{proxy}", show_proxy)
+    add("POST", "/proxies/{proxy}", update_proxy)
+    add("PATCH", "/proxies/{proxy}", update_proxy)
+    add("DELETE", "/proxies/{proxy}", delete_proxy)
+    add("GET", "/proxies/{proxy}/toxics", list_toxics)
+    add("POST", "/proxies/{proxy}/toxics", create_toxic)
+    add("GET", "/proxies/{proxy}/toxics/{toxic}", show_toxic)
+    add("POST", "/proxies/{proxy}/toxics/{toxic}", update_toxic)
+    add("PATCH", "/proxies/{proxy}/toxics/{toxic}", update_toxic)
+    add("DELETE", "/proxies/{proxy}/toxics/{toxic}", delete_toxic)
+    return app

@@ -1,0 +1,136 @@
+"""`pytest-chaos serve`: a drop-in for `toxiproxy-server`.
+
+Accepts upstream's single-dash flags (`-host`, `-port`, `-config`, `-seed`, `-proxy-metrics`,
+`-runtime-metrics`) and their `--` forms. Prints one line once ready, naming the API's URL, and
+shuts down cleanly on SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from pytest_chaos import __version__
+from pytest_chaos.engine.api import TOXIPROXY_VERSION
+from pytest_chaos.engine.errors import ApiError
+from pytest_chaos.engine.server import Engine
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pytest-chaos serve",
+        description="Run the pytest-chaos engine: a Toxiproxy-compatible fault proxy server.",
+    )
+    parser.add_argument(
+        "-host",
+        "--host",
+        default="127.0.0.1",
+        help="address for the HTTP API (default 127.0.0.1; upstream's localhost)",
+    )
+    parser.add_argument(
+        "-port",
+        "--port",
+        type=int,
+        default=8474,
+        help="port for the HTTP API (default 8474; 0 picks a free one)",
+    )
+    parser.add_argument(
+        "-config",
+        "--config",
+        metavar="FILE",
+        help="JSON array of proxies to create at start, as POST /populate",
+    )
+    parser.add_argument(
+        "-seed",
+        "--seed",
+        type=int,
+        default=None,
+        help="seed for jitter, toxicity rolls and slicing (default: random)",
+    )
+    parser.add_argument(
+        "-proxy-metrics",
+        "--proxy-metrics",
+        action="store_true",
+        help="accepted for compatibility; /metrics is always served",
+    )
+    parser.add_argument(
+        "-runtime-metrics",
+        "--runtime-metrics",
+        action="store_true",
+        help="accepted for compatibility; /metrics is always served",
+    )
+    parser.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="event loop implementation (default: uvloop when installed)",
+    )
+    parser.add_argument(
+        "-version",
+        "--version",
+        action="version",
+        version=f"pytest-chaos {__version__} (toxiproxy-server {TOXIPROXY_VERSION})",
+    )
+    return parser
+
+
+def load_config(path: str) -> object:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, json.JSONDecodeError) as error:
+        raise SystemExit(f"pytest-chaos serve: cannot read config file {path}: {error}") from None
+
+
+async def serve(args: argparse.Namespace) -> int:
+    engine = Engine(seed=args.seed)
+    proxies = load_config(args.config) if args.config else None
+    try:
+        await engine.start(args.host, args.port)
+    except OSError as error:
+        print(
+            f"pytest-chaos serve: cannot listen on {args.host}:{args.port}: {error}",
+            file=sys.stderr,
+        )
+        return 1
+    if proxies is not None:
+        try:
+            await engine.populate(proxies)
+        except ApiError as error:
+            print(
+                f"pytest-chaos serve: config file {args.config}: {error.message}", file=sys.stderr
+            )
+            await engine.stop()
+            return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    seed = "random" if args.seed is None else args.seed
+    print(f"pytest-chaos engine {__version__} listening on {engine.url} (seed {seed})", flush=True)
+    await stop.wait()
+    await engine.stop()
+    return 0
+
+
+def run(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    use_uvloop = args.loop == "uvloop"
+    if args.loop == "auto":
+        try:
+            import uvloop
+        except ImportError:
+            use_uvloop = False
+        else:
+            use_uvloop = True
+    if use_uvloop:
+        import uvloop
+
+        return int(uvloop.run(serve(args)))
+    return asyncio.run(serve(args))

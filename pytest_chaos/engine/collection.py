@@ -1,0 +1,149 @@
+"""The set of proxies and the operations of the API on them (create, update, populate, reset)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from pytest_chaos.engine.errors import PROXY_EXISTS, PROXY_NOT_FOUND, ApiError, bad_request
+from pytest_chaos.engine.events import EventLog
+from pytest_chaos.engine.proxy import Proxy
+
+DEFAULT_LISTEN = "127.0.0.1:0"
+
+
+def _field(body: dict[str, Any], key: str, kind: type, kind_name: str) -> Any:
+    value = body.get(key)
+    # JSON decoding gives exact types, so `type() is` also keeps booleans out of numbers.
+    if value is not None and type(value) is not kind:
+        raise bad_request(f"{key} must be {kind_name}, got {type(value).__name__}")
+    return value
+
+
+def _proxy_fields(body: object) -> tuple[str | None, str | None, str | None, bool | None]:
+    if not isinstance(body, dict):
+        raise bad_request("a proxy must be a JSON object")
+    return (
+        _field(body, "name", str, "a string"),
+        _field(body, "listen", str, "a string"),
+        _field(body, "upstream", str, "a string"),
+        _field(body, "enabled", bool, "true or false"),
+    )
+
+
+def _same_listen(requested: str, bound: str) -> bool:
+    return requested.replace("localhost:", "127.0.0.1:", 1) == bound
+
+
+class ProxyCollection:
+    """All proxies of one engine, by name."""
+
+    def __init__(self, events: EventLog, seed: int | None) -> None:
+        self.events = events
+        self.seed = seed
+        self.proxies: dict[str, Proxy] = {}
+        self._connection_ids = itertools.count(1)
+
+    def get(self, name: str) -> Proxy:
+        try:
+            return self.proxies[name]
+        except KeyError:
+            raise ApiError(404, PROXY_NOT_FOUND) from None
+
+    async def create(self, body: object, *, position: int | None = None) -> Proxy:
+        name, listen, upstream, enabled = _proxy_fields(body)
+        for field, value in (("name", name), ("upstream", upstream)):
+            if not value:
+                where = "" if position is None else f" at proxy {position}"
+                raise ApiError(400, f"missing required field: {field}{where}")
+        assert name is not None
+        assert upstream is not None
+        if name in self.proxies:
+            raise ApiError(409, PROXY_EXISTS)
+        proxy = Proxy(
+            name,
+            listen or DEFAULT_LISTEN,
+            upstream,
+            events=self.events,
+            seed=self.seed,
+            connection_ids=self._connection_ids,
+        )
+        if enabled is not False:
+            await proxy.start()
+        self.proxies[name] = proxy
+        self.events.record(
+            "proxy_created",
+            proxy=name,
+            listen=proxy.listen,
+            upstream=upstream,
+            enabled=proxy.enabled,
+        )
+        return proxy
+
+    async def update(self, name: str, body: object) -> Proxy:
+        proxy = self.get(name)
+        _, listen, upstream, enabled = _proxy_fields(body)
+        moved = (listen is not None and not _same_listen(listen, proxy.listen)) or (
+            upstream is not None and upstream != proxy.upstream
+        )
+        want_enabled = proxy.enabled if enabled is None else enabled
+        if moved or not want_enabled:
+            await proxy.stop()
+        if listen is not None and moved:
+            proxy.listen = listen
+        if upstream is not None:
+            proxy.upstream = upstream
+        if want_enabled:
+            await proxy.start()
+        self.events.record(
+            "proxy_updated",
+            proxy=name,
+            listen=proxy.listen,
+            upstream=proxy.upstream,
+            enabled=proxy.enabled,
+        )
+        return proxy
+
+    async def delete(self, name: str) -> None:
+        proxy = self.get(name)
+        del self.proxies[name]
+        await proxy.stop()
+        self.events.record("proxy_deleted", proxy=name)
+
+    async def populate(self, body: object) -> tuple[list[Proxy], ApiError | None]:
+        """Create or replace proxies in order; stop at the first failure, keeping what was done."""
+        if not isinstance(body, list):
+            raise bad_request("populate expects a JSON array of proxies")
+        for position, entry in enumerate(body, start=1):
+            name, _, upstream, _ = _proxy_fields(entry)
+            for field, value in (("name", name), ("upstream", upstream)):
+                if not value:
+                    raise ApiError(400, f"missing required field: {field} at proxy {position}")
+        done: list[Proxy] = []
+        for position, entry in enumerate(body, start=1):
+            existing = self.proxies.get(entry["name"])
+            try:
+                if existing is not None:
+                    listen = entry.get("listen") or DEFAULT_LISTEN
+                    if (
+                        _same_listen(listen, existing.listen)
+                        and entry["upstream"] == existing.upstream
+                    ):
+                        done.append(existing)
+                        continue
+                    await self.delete(existing.name)
+                done.append(await self.create(entry, position=position))
+            except ApiError as error:
+                return done, error
+        return done, None
+
+    async def reset(self) -> None:
+        """Re-enable every proxy and remove every toxic."""
+        for proxy in self.proxies.values():
+            proxy.remove_all_toxics()
+            await proxy.start()
+        self.events.record("reset")
+
+    async def close(self) -> None:
+        for proxy in list(self.proxies.values()):
+            await proxy.stop()

@@ -1,0 +1,260 @@
+"""One proxied TCP connection: the client's socket, the upstream socket and a link each way.
+
+Directions follow Toxiproxy: the `upstream` link carries client -> server bytes, the
+`downstream` link server -> client. Sides are named `client` and `server`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import struct
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
+
+from pytest_chaos.engine.link import Link
+from pytest_chaos.engine.tasks import spawn
+
+if TYPE_CHECKING:
+    from pytest_chaos.engine.proxy import Proxy
+
+# Large transport buffers keep bulk transfers from bouncing between pause and resume.
+WRITE_HIGH_WATER = 1024 * 1024
+# How long a closing side may take to flush what it still has to write before it is aborted.
+CLOSE_GRACE_SECONDS = 5.0
+
+UPSTREAM = "upstream"
+DOWNSTREAM = "downstream"
+CLIENT = "client"
+SERVER = "server"
+
+# The link a side feeds with what it reads, and the link that writes to it.
+LINK_FROM_SIDE = {CLIENT: UPSTREAM, SERVER: DOWNSTREAM}
+LINK_TO_SIDE = {CLIENT: DOWNSTREAM, SERVER: UPSTREAM}
+
+
+class Connection:
+    """Owns both transports and both links of one accepted client connection."""
+
+    def __init__(self, proxy: Proxy, connection_id: int, index: int) -> None:
+        self.proxy = proxy
+        self.id = connection_id
+        self.index = index
+        self.label = f"{proxy.name}#{connection_id}"
+        self.client: asyncio.Transport | None = None
+        self.server: asyncio.Transport | None = None
+        self.links: dict[str, Link] = {}
+        self.closed = False
+        self.opened_at = time.monotonic()
+        self._first_fin: str | None = None
+        # What the client sent before the upstream dial finished. (Pausing the client's reads
+        # inside connection_made is not honoured by uvloop, so early bytes are kept here.)
+        self._early: list[bytes] = []
+        self._early_eof = False
+
+    # -- life cycle
+    def client_connected(self, transport: asyncio.Transport) -> None:
+        self.client = transport
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        self.record("accepted", client=_address(transport.get_extra_info("peername")))
+        spawn(self._connect_upstream(), name=f"dial {self.label}")
+
+    async def _connect_upstream(self) -> None:
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        try:
+            host, port = self.proxy.upstream_address()
+            transport, _ = await loop.create_connection(
+                lambda: SideProtocol(self, SERVER), host, port
+            )
+        except (OSError, ValueError) as error:
+            self.record("upstream_failed", upstream=self.proxy.upstream, error=_describe(error))
+            # A reset is the closest a proxy can get to the refusal the client would have had.
+            self.close(by="proxy: upstream dial failed", reset=True)
+            return
+        if self.closed or self.client is None:
+            transport.close()
+            return
+        self.server = transport
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        self.record(
+            "upstream_connected",
+            upstream=self.proxy.upstream,
+            dial_ms=round((time.monotonic() - started) * 1000, 3),
+        )
+        self.links = {
+            UPSTREAM: Link(self, UPSTREAM, self.client, transport, self._rng_factory(UPSTREAM)),
+            DOWNSTREAM: Link(
+                self, DOWNSTREAM, transport, self.client, self._rng_factory(DOWNSTREAM)
+            ),
+        }
+        for direction, link in self.links.items():
+            link.set_toxics(self.proxy.toxic_settings(direction))
+        active = self.active_toxics()
+        if any(active.values()):
+            self.record("toxics_active", toxics=active)
+        early, self._early = self._early, []
+        for data in early:
+            self.data_from(CLIENT, data)
+        if self._early_eof:
+            self.eof_from(CLIENT)
+        elif early:
+            self.client.resume_reading()
+
+    def _rng_factory(self, direction: str) -> Callable[[str], random.Random]:
+        seed = self.proxy.seed
+        proxy_name = self.proxy.name
+        index = self.index
+
+        def make(toxic_name: str) -> random.Random:
+            if seed is None:
+                return random.Random()
+            # `random` hashes a str seed with SHA-512: stable across runs and processes.
+            return random.Random(f"{seed}/{proxy_name}/{index}/{direction}/{toxic_name}")
+
+        return make
+
+    def apply_toxics(self) -> None:
+        """Bring both links in line with the proxy's toxics (after an add, update or remove)."""
+        close = False
+        for direction, link in self.links.items():
+            close |= link.set_toxics(self.proxy.toxic_settings(direction))
+        if close:
+            self.close(by="proxy: timeout toxic removed")
+
+    def active_toxics(self) -> dict[str, list[str]]:
+        return {direction: link.active_toxics() for direction, link in self.links.items()}
+
+    # -- events from the sides and the links
+    def data_from(self, side: str, data: bytes) -> None:
+        link = self.links.get(LINK_FROM_SIDE[side])
+        if link is not None:
+            link.feed(data)
+        elif self.client is not None and not self.closed:
+            # Still dialling: keep the bytes and let the kernel hold the rest.
+            self._early.append(data)
+            self.client.pause_reading()
+
+    def eof_from(self, side: str) -> None:
+        link = self.links.get(LINK_FROM_SIDE[side])
+        if link is None:
+            self._early_eof = True
+            return
+        if self._first_fin is None:
+            self._first_fin = side
+        self.record("half_closed", side=side)
+        link.feed_eof()
+
+    def writing_paused(self, side: str, paused: bool) -> None:
+        link = self.links.get(LINK_TO_SIDE[side])
+        if link is not None:
+            link.destination_full(paused)
+
+    def link_finished(self, link: Link) -> None:
+        """A FIN went all the way through `link`: half-close its destination."""
+        if self.closed:
+            return
+        if link.destination.can_write_eof():
+            link.destination.write_eof()
+        if all(other.finished for other in self.links.values()):
+            self.close(by=self._first_fin or "proxy")
+
+    def side_lost(self, side: str, error: BaseException | None) -> None:
+        if self.closed:
+            return
+        if error is not None:
+            # Pass a reset on as a reset: the other peer should see what really happened.
+            self.close(by=side, reset=True, error=_describe(error))
+        else:
+            self.close(by=side)
+
+    def close(self, *, by: str, reset: bool = False, error: str | None = None) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for link in self.links.values():
+            link.stop()
+        for transport in (self.client, self.server):
+            if transport is not None:
+                _close_transport(transport, reset=reset)
+        fields: dict[str, Any] = {
+            "by": by,
+            "reset": reset,
+            "duration_ms": round((time.monotonic() - self.opened_at) * 1000, 3),
+            "bytes": {
+                direction: {"in": link.bytes_in, "out": link.bytes_out}
+                for direction, link in self.links.items()
+            },
+        }
+        if error is not None:
+            fields["error"] = error
+        self.record("closed", **fields)
+        self.proxy.connection_closed(self)
+
+    # -- the record
+    def record(self, kind: str, **fields: Any) -> None:
+        self.proxy.events.record(kind, proxy=self.proxy.name, connection=self.id, **fields)
+
+    def record_data(self, direction: str, size: int) -> None:
+        self.record("data", direction=direction, bytes=size)
+
+
+class SideProtocol(asyncio.Protocol):
+    """asyncio's callbacks for one side's socket, forwarded to the connection."""
+
+    def __init__(self, connection: Connection, side: str) -> None:
+        self.connection = connection
+        self.side = side
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.side == CLIENT:
+            # uvloop's transports do not subclass asyncio.Transport but implement it.
+            self.connection.client_connected(cast(asyncio.Transport, transport))
+
+    def data_received(self, data: bytes) -> None:
+        self.connection.data_from(self.side, data)
+
+    def eof_received(self) -> bool:
+        self.connection.eof_from(self.side)
+        # Keep the transport open: the other direction may still be sending (half-close).
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.connection.side_lost(self.side, exc)
+
+    def pause_writing(self) -> None:
+        self.connection.writing_paused(self.side, True)
+
+    def resume_writing(self) -> None:
+        self.connection.writing_paused(self.side, False)
+
+
+def _close_transport(transport: asyncio.Transport, *, reset: bool) -> None:
+    if transport.is_closing():
+        return
+    if reset:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # SO_LINGER with a zero timeout makes close() send an RST instead of a FIN.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+        return
+    transport.close()
+    if transport.get_write_buffer_size():
+        # close() waits for the buffer to drain; a peer that never reads must not pin it.
+        asyncio.get_running_loop().call_later(CLOSE_GRACE_SECONDS, transport.abort)
+
+
+def _address(peer: Any) -> str | None:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host, port = peer[0], peer[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return None
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror if error.errno is None else f"{error.strerror} (errno {error.errno})"
+    return str(error) or type(error).__name__

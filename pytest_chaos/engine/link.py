@@ -1,0 +1,326 @@
+"""One direction of one proxied connection: source -> toxic stages -> output.
+
+With no toxic the link is a straight pipe: each chunk read is written at once. With toxics,
+every chunk enters a chain of `Stage`s, one per toxic, each running its toxic's `pipe` in a task.
+
+Never dropping, duplicating or reordering a byte when toxics change on a live link rests on one
+rule: a stage's pending items are its `held` item (taken from the inbox but not yet fully sent)
+followed by its inbox, and every item pending in a stage arrived later than every item pending
+in the stages after it. So a removed stage hands its pending items to the end of the next
+stage's inbox, and a replaced (updated) stage hands them, in order, to its replacement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pytest_chaos.engine.stream import Chunk, EndOfStream, Item
+from pytest_chaos.engine.tasks import spawn
+from pytest_chaos.engine.toxics import Toxic
+
+if TYPE_CHECKING:
+    from pytest_chaos.engine.connection import Connection
+
+# Pause reading from the source once this many bytes wait inside the toxic chain.
+PIPELINE_HIGH_WATER = 4 * 1024 * 1024
+PIPELINE_LOW_WATER = 1024 * 1024
+# Coalesce "data" events: at most one per link in this many seconds.
+DATA_EVENT_INTERVAL = 0.05
+
+
+@dataclass(frozen=True)
+class ToxicSetting:
+    """A toxic as configured on the proxy: what the links need to run it."""
+
+    name: str
+    type: str
+    toxicity: float
+    toxic: Toxic
+
+
+class Receiver(Protocol):
+    def put(self, item: Item) -> None: ...
+
+
+@dataclass
+class StageMemory:
+    """What a toxic keeps per connection and direction across updates of its configuration."""
+
+    rng: random.Random
+    toxicity: float
+    active: bool
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+class Stage:
+    """One toxic on one link: its inbox, the item it holds, its task, and the next receiver."""
+
+    def __init__(self, link: Link, setting: ToxicSetting, memory: StageMemory) -> None:
+        self.link = link
+        self.setting = setting
+        self.memory = memory
+        self.rng = memory.rng
+        self.state = memory.state
+        self.next: Receiver = link.output
+        self.inbox: deque[Item] = deque()
+        self.held: Item | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.memory.active:
+            self.task = spawn(self._run(), name=f"toxic {self.setting.name} {self.link.label}")
+
+    async def _run(self) -> None:
+        await self.setting.toxic.pipe(self)
+
+    # -- the side the previous stage (or the link's source) sees
+    def put(self, item: Item) -> None:
+        if not self.memory.active:
+            self.next.put(item)
+            return
+        self.inbox.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- the ToxicStub side, used by the toxic's pipe
+    async def receive(self) -> Item:
+        while not self.inbox:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        item = self.inbox.popleft()
+        self.held = item
+        return item
+
+    def send(self, item: Item, at: float | None = None) -> None:
+        self.held = None
+        item.arrived = self.now() if at is None else at
+        self.next.put(item)
+
+    def hold(self, rest: Chunk) -> None:
+        self.held = rest
+
+    def drop(self, item: Item) -> None:
+        self.held = None
+        if isinstance(item, Chunk):
+            self.link.discarded(len(item.data))
+
+    def now(self) -> float:
+        return self.link.loop.time()
+
+    def close_connection(self, reason: str, *, reset: bool = False) -> None:
+        self.link.connection.close(by=f"toxic {self.setting.name} ({reason})", reset=reset)
+
+    # -- hand-over when the chain changes
+    def detach(self) -> list[Item]:
+        """Stop this stage and return its pending items, oldest first."""
+        if self.task is not None:
+            self.task.cancel()
+        pending = [self.held] if self.held is not None else []
+        pending.extend(self.inbox)
+        self.held = None
+        self.inbox.clear()
+        return pending
+
+
+class LinkOutput:
+    """The end of a link: writes to the destination transport, and its FIN."""
+
+    def __init__(self, link: Link) -> None:
+        self.link = link
+
+    def put(self, item: Item) -> None:
+        link = self.link
+        if isinstance(item, Chunk):
+            link.write(item.data, from_pipeline=True)
+        else:
+            link.finish()
+
+
+class Link:
+    """Copies one direction of a connection through the toxics configured for that stream."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        direction: str,
+        source: asyncio.Transport,
+        destination: asyncio.Transport,
+        rng_factory: Callable[[str], random.Random],
+    ) -> None:
+        self.connection = connection
+        self.direction = direction
+        self.label = f"{connection.label} {direction}"
+        self.loop = asyncio.get_running_loop()
+        self.source = source
+        self.destination = destination
+        self.output: LinkOutput = LinkOutput(self)
+        self.stages: list[Stage] = []
+        self._memories: dict[str, StageMemory] = {}
+        self._rng_factory = rng_factory
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.finished = False
+        self._eof_received = False
+        self._in_pipeline = 0
+        self._destination_full = False
+        self._reading_paused = False
+        self._unreported = 0
+        self._last_data_event = -1.0
+
+    # -- input from the source side
+    def feed(self, data: bytes) -> None:
+        size = len(data)
+        self.bytes_in += size
+        self._unreported += size
+        now = self.loop.time()
+        if now - self._last_data_event >= DATA_EVENT_INTERVAL:
+            self._report_data(now)
+        if self.stages:
+            self._in_pipeline += size
+            self.stages[0].put(Chunk(data, now))
+            if self._in_pipeline > PIPELINE_HIGH_WATER:
+                self._update_flow()
+        else:
+            self.write(data, from_pipeline=False)
+
+    def feed_eof(self) -> None:
+        self._eof_received = True
+        if self.stages:
+            self.stages[0].put(EndOfStream(self.loop.time()))
+        else:
+            self.finish()
+
+    def _report_data(self, now: float) -> None:
+        self._last_data_event = now
+        self.connection.record_data(self.direction, self._unreported)
+        self._unreported = 0
+
+    # -- output to the destination side
+    def write(self, data: bytes, *, from_pipeline: bool) -> None:
+        if self.finished or self.connection.closed:
+            return
+        self.destination.write(data)
+        self.bytes_out += len(data)
+        if from_pipeline:
+            self._in_pipeline -= len(data)
+            if self._reading_paused:
+                self._update_flow()
+
+    def discarded(self, size: int) -> None:
+        self._in_pipeline -= size
+        if self._reading_paused:
+            self._update_flow()
+
+    def finish(self) -> None:
+        """The end of stream reached the destination: pass the FIN on (half-close)."""
+        if self.finished:
+            return
+        self.finished = True
+        if self._unreported:
+            self._report_data(self.loop.time())
+        self.connection.link_finished(self)
+
+    # -- flow control: stop reading while the destination or the chain is full
+    def destination_full(self, full: bool) -> None:
+        self._destination_full = full
+        self._update_flow()
+
+    def _update_flow(self) -> None:
+        if self._reading_paused:
+            if not self._destination_full and self._in_pipeline <= PIPELINE_LOW_WATER:
+                self._reading_paused = False
+                if not self._eof_received and not self.source.is_closing():
+                    self.source.resume_reading()
+        elif self._destination_full or self._in_pipeline > PIPELINE_HIGH_WATER:
+            self._reading_paused = True
+            if not self._eof_received and not self.source.is_closing():
+                self.source.pause_reading()
+
+    # -- toxics
+    def set_toxics(self, settings: Sequence[ToxicSetting]) -> bool:
+        """Make the chain match `settings`, moving pending items so none is lost or reordered.
+
+        New toxics come last (as upstream appends them); kept and updated ones keep their place.
+        Returns true when a removed toxic asks for the connection to be closed.
+        """
+        old_index = {stage.setting.name: i for i, stage in enumerate(self.stages)}
+        old_stages = self.stages
+        new_stages: list[Stage] = []
+        inherited: list[tuple[Stage, list[Item]]] = []
+        for setting in settings:
+            index = old_index.get(setting.name)
+            stage = old_stages[index] if index is not None else None
+            if stage is not None and stage.setting == setting:
+                new_stages.append(stage)
+                continue
+            replacement = Stage(self, setting, self._memory_for(setting))
+            if stage is not None:
+                inherited.append((replacement, stage.detach()))
+            new_stages.append(replacement)
+
+        for i, stage in enumerate(new_stages):
+            stage.next = new_stages[i + 1] if i + 1 < len(new_stages) else self.output
+        self.stages = new_stages
+
+        for replacement, items in inherited:
+            for item in items:
+                replacement.put(item)
+
+        wanted = {setting.name for setting in settings}
+        close_connection = False
+        for index in reversed(range(len(old_stages))):
+            removed = old_stages[index]
+            if removed.setting.name in wanted:
+                continue
+            follower = self._receiver_after(index, old_index, new_stages)
+            for item in removed.detach():
+                follower.put(item)
+            self._memories.pop(removed.setting.name, None)
+            close_connection |= removed.setting.toxic.closes_connection_when_removed
+
+        for stage in new_stages:
+            if stage.task is None:
+                stage.start()
+        return close_connection
+
+    def _receiver_after(
+        self, index: int, old_index: dict[str, int], new_stages: list[Stage]
+    ) -> Receiver:
+        """Where a removed stage's items go: the first stage that was after it, or is new."""
+        for stage in new_stages:
+            position = old_index.get(stage.setting.name)
+            if position is None or position > index:
+                return stage
+        return self.output
+
+    def _memory_for(self, setting: ToxicSetting) -> StageMemory:
+        memory = self._memories.get(setting.name)
+        if memory is None:
+            rng = self._rng_factory(setting.name)
+            memory = StageMemory(rng, setting.toxicity, rng.random() < setting.toxicity)
+            self._memories[setting.name] = memory
+        elif memory.toxicity != setting.toxicity:
+            # A new toxicity is a new roll; an update of attributes alone keeps the roll.
+            memory.toxicity = setting.toxicity
+            memory.active = memory.rng.random() < setting.toxicity
+        return memory
+
+    def stop(self) -> None:
+        """Cancel every stage; the connection is closing and pending items are discarded."""
+        for stage in self.stages:
+            if stage.task is not None:
+                stage.task.cancel()
+        self.stages = []
+
+    def active_toxics(self) -> list[str]:
+        return [stage.setting.name for stage in self.stages if stage.memory.active]

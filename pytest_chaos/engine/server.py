@@ -1,0 +1,120 @@
+"""The engine: proxies, the event log and the HTTP API, with start-up and shutdown.
+
+Shutdown order: stop accepting API requests and new client connections (listeners close),
+close every live connection (its links' tasks are cancelled, transports closed), then wait a
+bounded time for the remaining tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from aiohttp import web
+
+from pytest_chaos import __version__
+from pytest_chaos.engine.addresses import join_host_port
+from pytest_chaos.engine.api import build_app
+from pytest_chaos.engine.collection import ProxyCollection
+from pytest_chaos.engine.errors import ApiError
+from pytest_chaos.engine.events import DEFAULT_CAPACITY, EventLog
+
+SHUTDOWN_WAIT_SECONDS = 2.0
+
+
+class Engine:
+    """A Toxiproxy-compatible server on the running event loop."""
+
+    def __init__(self, *, seed: int | None = None, event_capacity: int = DEFAULT_CAPACITY) -> None:
+        self.seed = seed
+        self.events = EventLog(event_capacity)
+        self.collection = ProxyCollection(self.events, seed)
+        self._runner: web.AppRunner | None = None
+        self.host = ""
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://{join_host_port(self.host, self.port)}"
+
+    async def start(self, host: str = "127.0.0.1", port: int = 8474) -> None:
+        app = build_app(self.collection, self.events, f"pytest-chaos {__version__}")
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        bound = runner.addresses[0] if runner.addresses else (host, port)
+        self.host = "127.0.0.1" if host == "localhost" else host
+        self.port = int(bound[1])
+
+    async def populate(self, proxies: Any) -> None:
+        """Load proxies as `POST /populate` would (used for `-config FILE`)."""
+        _, error = await self.collection.populate(proxies)
+        if error is not None:
+            raise error
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+        await self.collection.close()
+        current = asyncio.current_task()
+        pending = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+        if pending:
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=SHUTDOWN_WAIT_SECONDS)
+
+
+class EngineThread:
+    """The engine on its own event loop in a background thread of this process.
+
+    Starts fastest, but shares the GIL with the caller: a busy test process delays its
+    timers. The plugin runs the engine in its own process by default for that reason.
+    """
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, seed: int | None = None) -> None:
+        self.engine = Engine(seed=seed)
+        self._host = host
+        self._port = port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._stopped: asyncio.Event | None = None
+
+    def start(self) -> str:
+        self._thread = threading.Thread(target=self._run, name="pytest-chaos engine", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+        return self.engine.url
+
+    def _run(self) -> None:
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()
+        try:
+            await self.engine.start(self._host, self._port)
+        except (OSError, ApiError) as error:
+            self._error = error
+            self._ready.set()
+            return
+        self._ready.set()
+        await self._stopped.wait()
+        await self.engine.stop()
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stopped is not None:
+            self._loop.call_soon_threadsafe(self._stopped.set)
+        if self._thread is not None:
+            self._thread.join(timeout=10)

@@ -1,0 +1,137 @@
+"""A proxy's toxics: validation of the API's JSON, their JSON form, and per-stream settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_chaos.engine.errors import (
+    INVALID_STREAM,
+    INVALID_TOXIC_TYPE,
+    TOXIC_EXISTS,
+    TOXIC_NOT_FOUND,
+    ApiError,
+    bad_request,
+)
+from pytest_chaos.engine.link import ToxicSetting
+from pytest_chaos.engine.toxics import TOXIC_TYPES
+
+STREAMS = ("upstream", "downstream")
+
+
+@dataclass(frozen=True)
+class ToxicSpec:
+    """A toxic as the API shows it, with the setting the links run."""
+
+    name: str
+    type: str
+    stream: str
+    toxicity: float
+    attributes: dict[str, int]
+    setting: ToxicSetting
+
+    def to_json(self) -> dict[str, Any]:
+        # Go prints a float32 1.0 as `1`; clients compare against that.
+        toxicity: float | int = int(self.toxicity) if self.toxicity.is_integer() else self.toxicity
+        return {
+            "attributes": dict(self.attributes),
+            "name": self.name,
+            "type": self.type,
+            "stream": self.stream,
+            "toxicity": toxicity,
+        }
+
+
+def _build(
+    name: str, type_name: str, stream: str, toxicity: float, attributes: dict[str, int]
+) -> ToxicSpec:
+    toxic = TOXIC_TYPES[type_name](attributes)
+    setting = ToxicSetting(name=name, type=type_name, toxicity=toxicity, toxic=toxic)
+    return ToxicSpec(name, type_name, stream, toxicity, attributes, setting)
+
+
+def _optional_string(body: dict[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise bad_request(f"{key} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _parse_toxicity(body: dict[str, Any]) -> float | None:
+    value = body.get("toxicity")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise bad_request(f"toxicity must be a number between 0 and 1, got {value!r}")
+    if not 0 <= value <= 1:
+        raise bad_request(f"toxicity must be between 0 and 1, got {value}")
+    return float(value)
+
+
+class ToxicCollection:
+    """The toxics of one proxy, in the order they were added."""
+
+    def __init__(self) -> None:
+        self._toxics: dict[str, ToxicSpec] = {}
+
+    def add(self, body: dict[str, Any]) -> ToxicSpec:
+        type_name = _optional_string(body, "type") or ""
+        stream = _optional_string(body, "stream") or "downstream"
+        name = _optional_string(body, "name")
+        toxicity = _parse_toxicity(body)
+        if stream not in STREAMS:
+            raise ApiError(400, INVALID_STREAM)
+        toxic_class = TOXIC_TYPES.get(type_name)
+        if toxic_class is None:
+            raise ApiError(400, INVALID_TOXIC_TYPE)
+        name = name or f"{type_name}_{stream}"
+        if name in self._toxics:
+            raise ApiError(409, TOXIC_EXISTS)
+        attributes = toxic_class.parse_attributes(body.get("attributes"))
+        spec = _build(name, type_name, stream, 1.0 if toxicity is None else toxicity, attributes)
+        self._toxics[name] = spec
+        return spec
+
+    def update(self, name: str, body: dict[str, Any]) -> ToxicSpec:
+        current = self.get(name)
+        toxicity = _parse_toxicity(body)
+        attributes = TOXIC_TYPES[current.type].parse_attributes(
+            body.get("attributes"), current.attributes
+        )
+        spec = _build(
+            name,
+            current.type,
+            current.stream,
+            current.toxicity if toxicity is None else toxicity,
+            attributes,
+        )
+        self._toxics[name] = spec
+        return spec
+
+    def remove(self, name: str) -> ToxicSpec:
+        spec = self.get(name)
+        del self._toxics[name]
+        return spec
+
+    def get(self, name: str) -> ToxicSpec:
+        try:
+            return self._toxics[name]
+        except KeyError:
+            raise ApiError(404, TOXIC_NOT_FOUND) from None
+
+    def clear(self) -> bool:
+        had_toxics = bool(self._toxics)
+        self._toxics.clear()
+        return had_toxics
+
+    def listing(self) -> list[ToxicSpec]:
+        """Upstream toxics first, then downstream, each in the order they were added."""
+        return [
+            spec for stream in STREAMS for spec in self._toxics.values() if spec.stream == stream
+        ]
+
+    def settings(self, stream: str) -> list[ToxicSetting]:
+        return [spec.setting for spec in self._toxics.values() if spec.stream == stream]
+
+    def __len__(self) -> int:
+        return len(self._toxics)

@@ -1,0 +1,126 @@
+"""What every toxic shares: its attributes, its registry entry, and the stub it works through.
+
+A toxic is configuration plus a `pipe` coroutine. One `pipe` runs per connection, direction and
+toxic, reading items from its stub and sending them on; the stub (`link.Stage`) owns the
+queueing, the byte accounting and the hand-over when toxics change on a live connection.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, TypeVar
+
+from pytest_chaos.engine.errors import bad_request
+from pytest_chaos.engine.stream import Chunk, Item
+
+MS_PER_DAY = 86_400_000
+# JSON integers beyond this cannot round-trip through a float-based client unchanged.
+MAX_JSON_INT = 2**53
+
+
+class ToxicStub(Protocol):
+    """The side of a stage a toxic sees: where items come from and go to."""
+
+    rng: random.Random
+    state: dict[str, Any]
+
+    async def receive(self) -> Item:
+        """Wait for the next item; it stays "held" by this stage until sent or dropped."""
+        ...
+
+    def send(self, item: Item, at: float | None = None) -> None:
+        """Pass `item` to the next stage, stamped as arriving there at `at` (default: now)."""
+        ...
+
+    def hold(self, rest: Chunk) -> None:
+        """Record the part of the held chunk not sent yet, so a toxic change can recover it."""
+        ...
+
+    def drop(self, item: Item) -> None:
+        """Discard `item` on purpose (a toxic that eats data)."""
+        ...
+
+    def now(self) -> float: ...
+
+    def close_connection(self, reason: str, *, reset: bool = False) -> None:
+        """Close both sides of this connection, with a TCP RST when `reset` is true."""
+        ...
+
+
+@dataclass(frozen=True)
+class AttributeSpec:
+    """One integer attribute of a toxic type: its wire name, unit and allowed range."""
+
+    name: str
+    unit: str
+    maximum: int = MAX_JSON_INT
+    minimum: int = 0
+
+
+class Toxic:
+    """Base class of every toxic type; subclasses are registered under their wire name."""
+
+    type_name: ClassVar[str]
+    attribute_specs: ClassVar[tuple[AttributeSpec, ...]] = ()
+    # Upstream's timeout toxic closes the connection when it is removed; others just stop.
+    closes_connection_when_removed: ClassVar[bool] = False
+
+    def __init__(self, attributes: Mapping[str, int]) -> None:
+        self.attributes = dict(attributes)
+
+    @classmethod
+    def parse_attributes(
+        cls, raw: object, current: Mapping[str, int] | None = None
+    ) -> dict[str, int]:
+        """Validate JSON attributes, merged over `current` (an update) or zero defaults."""
+        values = dict(current) if current is not None else {s.name: 0 for s in cls.attribute_specs}
+        if raw is None:
+            return values
+        if not isinstance(raw, dict):
+            raise bad_request("attributes must be a JSON object")
+        for spec in cls.attribute_specs:
+            if spec.name not in raw or raw[spec.name] is None:
+                continue
+            value = raw[spec.name]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise bad_request(
+                    f"attribute {spec.name} of {cls.type_name} must be an integer ({spec.unit})"
+                )
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise bad_request(
+                        f"attribute {spec.name} of {cls.type_name} must be an integer"
+                        f" ({spec.unit}), got {value}"
+                    )
+                value = int(value)
+            if not spec.minimum <= value <= spec.maximum:
+                raise bad_request(
+                    f"attribute {spec.name} of {cls.type_name} must be between {spec.minimum}"
+                    f" and {spec.maximum} ({spec.unit}), got {value}"
+                )
+            values[spec.name] = value
+        cls.check_combination(values)
+        return values
+
+    @classmethod
+    def check_combination(cls, values: Mapping[str, int]) -> None:
+        """Reject attribute combinations that are each valid alone but not together."""
+
+    async def pipe(self, stub: ToxicStub) -> None:
+        """Default behaviour: pass every item on unchanged."""
+        while True:
+            item = await stub.receive()
+            stub.send(item)
+
+
+TOXIC_TYPES: dict[str, type[Toxic]] = {}
+
+
+ToxicClass = TypeVar("ToxicClass", bound=type[Toxic])
+
+
+def register(cls: ToxicClass) -> ToxicClass:
+    TOXIC_TYPES[cls.type_name] = cls
+    return cls

@@ -1,0 +1,38 @@
+"""`latency`: delays each chunk by latency +/- jitter, measured from when it arrived.
+
+Measuring from arrival (not from when the previous chunk left) keeps throughput: chunks queued
+behind a delayed one do not add their delays up. Order is kept even when jitter would let a
+later chunk overtake an earlier one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from pytest_chaos.engine.stream import Chunk
+from pytest_chaos.engine.toxics.base import MS_PER_DAY, AttributeSpec, Toxic, ToxicStub, register
+
+
+@register
+class Latency(Toxic):
+    type_name = "latency"
+    attribute_specs = (
+        AttributeSpec("latency", "ms", maximum=MS_PER_DAY),
+        AttributeSpec("jitter", "ms", maximum=MS_PER_DAY),
+    )
+
+    async def pipe(self, stub: ToxicStub) -> None:
+        latency = self.attributes["latency"] / 1000
+        jitter = self.attributes["jitter"] / 1000
+        while True:
+            item = await stub.receive()
+            if not isinstance(item, Chunk):
+                stub.send(item)
+                continue
+            delay = latency + stub.rng.uniform(-jitter, jitter) if jitter else latency
+            due = item.arrived + delay
+            wait = due - stub.now()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            # Stamp with the due time, not the wake-up time, so chained latencies add exactly.
+            stub.send(item, at=max(due, item.arrived))

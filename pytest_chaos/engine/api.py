@@ -40,15 +40,29 @@ def empty(status: int = 204) -> web.Response:
     return web.Response(status=status)
 
 
+class _NotJson(ValueError):
+    """A token Python's decoder accepts but JSON (and Go's decoder) does not."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise _NotJson(f"{name} is not valid JSON")
+
+
 async def read_json(request: web.Request) -> Any:
     """Bodies are JSON whatever the Content-Type says (the Ruby client sends none)."""
     raw = await request.read()
     if not raw.strip():
         raise bad_request("EOF")
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        # Decoded as UTF-8 only, as Go does; `json.loads(bytes)` would also guess UTF-16 and 32.
+        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, _NotJson) as error:
         raise bad_request(f"invalid JSON: {error}") from None
+    except RecursionError:
+        raise bad_request("invalid JSON: nested too deeply") from None
+    except ValueError:
+        # Python refuses to convert integers of more than `sys.get_int_max_str_digits()` digits.
+        raise bad_request("invalid JSON: number too long") from None
 
 
 async def read_object(request: web.Request) -> dict[str, Any]:
@@ -98,7 +112,11 @@ async def create_proxy(request: web.Request) -> web.Response:
 
 
 async def populate(request: web.Request) -> web.Response:
-    done, error = await request.app[COLLECTION].populate(await read_json(request))
+    # Upstream always reports the proxies done so far, `null` when a bad body stopped it early.
+    try:
+        done, error = await request.app[COLLECTION].populate(await read_json(request))
+    except ApiError as invalid:
+        done, error = [], invalid
     proxies = [proxy.to_json() for proxy in done] or None
     if error is not None:
         return error_response(error, proxies=proxies)
@@ -110,8 +128,10 @@ async def show_proxy(request: web.Request) -> web.Response:
 
 
 async def update_proxy(request: web.Request) -> web.Response:
-    body = await read_json(request)
-    proxy = await request.app[COLLECTION].update(request.match_info["proxy"], body)
+    collection = request.app[COLLECTION]
+    name = request.match_info["proxy"]
+    collection.get(name)  # As upstream: an unknown proxy is a 404 even when the body is bad.
+    proxy = await collection.update(name, await read_json(request))
     return json_response(proxy.to_json())
 
 
@@ -138,7 +158,9 @@ async def show_toxic(request: web.Request) -> web.Response:
 
 async def update_toxic(request: web.Request) -> web.Response:
     proxy = request.app[COLLECTION].get(request.match_info["proxy"])
-    spec = proxy.update_toxic(request.match_info["toxic"], await read_object(request))
+    name = request.match_info["toxic"]
+    proxy.toxics.get(name)  # As upstream: an unknown toxic is a 404 even when the body is bad.
+    spec = proxy.update_toxic(name, await read_object(request))
     return json_response(spec.to_json())
 
 
@@ -161,6 +183,9 @@ async def events(request: web.Request) -> web.Response:
         limit = int(request.query["limit"]) if "limit" in request.query else None
     except ValueError:
         raise ApiError(400, "since and limit must be integers") from None
+    if limit is not None and limit < 1:
+        # A limit of 0 would return nothing yet report every event as seen.
+        raise ApiError(400, "limit must be at least 1")
     selected = log.since(since, proxy=request.query.get("proxy"), limit=limit)
     last = selected[-1]["seq"] if limit is not None and selected else log.last_seq
     return json_response({"events": selected, "last_seq": last, "oldest_seq": log.oldest_seq})

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -93,8 +94,11 @@ async def serve(args: argparse.Namespace) -> int:
     try:
         await engine.start(args.host, args.port)
     except OSError as error:
+        # asyncio wraps the errno's text in a long "error while attempting to bind" sentence.
+        code = error.errno or 0
+        reason = os.strerror(code).lower() if code > 0 else str(error)
         print(
-            f"pytest-chaos serve: cannot listen on {args.host}:{args.port}: {error}",
+            f"pytest-chaos serve: cannot listen on {args.host}:{args.port}: {reason}",
             file=sys.stderr,
         )
         return 1

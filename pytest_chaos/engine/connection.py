@@ -7,6 +7,7 @@ Directions follow Toxiproxy: the `upstream` link carries client -> server bytes,
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import socket
 import struct
@@ -255,6 +256,7 @@ def _address(peer: Any) -> str | None:
 
 
 def _describe(error: BaseException) -> str:
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror if error.errno is None else f"{error.strerror} (errno {error.errno})"
+    if isinstance(error, OSError) and error.errno:
+        # asyncio's own wording ("Connect call failed ...") hides the reason behind errno.
+        return f"{os.strerror(error.errno)} (errno {error.errno})"
     return str(error) or type(error).__name__

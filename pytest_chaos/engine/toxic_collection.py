@@ -76,15 +76,18 @@ class ToxicCollection:
 
     def add(self, body: dict[str, Any]) -> ToxicSpec:
         type_name = _optional_string(body, "type") or ""
-        stream = _optional_string(body, "stream") or "downstream"
+        given_stream = _optional_string(body, "stream")
         name = _optional_string(body, "name")
         toxicity = _parse_toxicity(body)
+        # As upstream: absent or null means downstream, the case is ignored, "" is invalid.
+        stream = "downstream" if given_stream is None else given_stream.lower()
         if stream not in STREAMS:
             raise ApiError(400, INVALID_STREAM)
         toxic_class = TOXIC_TYPES.get(type_name)
         if toxic_class is None:
             raise ApiError(400, INVALID_TOXIC_TYPE)
-        name = name or f"{type_name}_{stream}"
+        # Upstream builds the default name from the stream as given: `latency_UPSTREAM`.
+        name = name or f"{type_name}_{stream if given_stream is None else given_stream}"
         if name in self._toxics:
             raise ApiError(409, TOXIC_EXISTS)
         attributes = toxic_class.parse_attributes(body.get("attributes"))

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from pytest_chaos.engine import EngineThread
+from tests.servers import echo_server
+
+
+@pytest.fixture
+def engine() -> Iterator[EngineThread]:
+    """A fresh engine in a background thread of the test process, seeded for repeatability."""
+    running = EngineThread(seed=1234)
+    running.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def api(engine: EngineThread) -> Iterator[httpx.Client]:
+    """An HTTP client for the engine's API."""
+    with httpx.Client(base_url=engine.engine.url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def echo() -> Iterator[str]:
+    """`host:port` of a real TCP echo server."""
+    with echo_server() as (host, port):
+        yield f"{host}:{port}"

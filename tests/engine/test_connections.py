@@ -1,0 +1,240 @@
+"""Connection life cycle through the engine: half-close, refused dials, resets, seeds, events."""
+
+from __future__ import annotations
+
+import socket
+import socketserver
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from pytest_chaos.engine import EngineThread
+from tests.engine.proxying import (
+    add_toxic,
+    connect,
+    create_proxy,
+    events,
+    round_trip,
+    wait_for_event,
+)
+from tests.servers import free_port, recv_exactly
+
+
+class _ReplyAfterEof(socketserver.BaseRequestHandler):
+    """Reads until the client half-closes, then answers with the byte count and closes."""
+
+    def handle(self) -> None:
+        total = 0
+        while data := self.request.recv(65536):
+            total += len(data)
+        self.request.sendall(f"got {total}".encode())
+
+
+class _ResetAtOnce(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        self.request.recv(10)
+        self.request.setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+        )
+        self.request.close()
+
+
+def _serve(handler: type[socketserver.BaseRequestHandler]) -> Iterator[str]:
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def reply_after_eof() -> Iterator[str]:
+    yield from _serve(_ReplyAfterEof)
+
+
+@pytest.fixture
+def resets_at_once() -> Iterator[str]:
+    yield from _serve(_ResetAtOnce)
+
+
+def test_half_close_is_propagated(api: httpx.Client, reply_after_eof: str) -> None:
+    """Upstream Toxiproxy tears the connection down on the client's FIN; we pass the FIN on."""
+    address = create_proxy(api, "halfclose", reply_after_eof)
+    with connect(address) as sock:
+        sock.sendall(b"q" * 5000)
+        sock.shutdown(socket.SHUT_WR)
+        reply = b""
+        while chunk := sock.recv(100):
+            reply += chunk
+    assert reply == b"got 5000"
+    closed = wait_for_event(api, "closed", proxy="halfclose")
+    assert closed["by"] == "client"
+    assert closed["reset"] is False
+    assert closed["bytes"] == {
+        "upstream": {"in": 5000, "out": 5000},
+        "downstream": {"in": 8, "out": 8},
+    }
+
+
+def test_half_close_waits_for_data_held_by_toxics(api: httpx.Client, reply_after_eof: str) -> None:
+    address = create_proxy(api, "halfclose", reply_after_eof)
+    add_toxic(api, "halfclose", "latency", "upstream", latency=200)
+    with connect(address) as sock:
+        sock.sendall(b"q" * 300)
+        sock.shutdown(socket.SHUT_WR)
+        assert sock.recv(100) == b"got 300"
+
+
+def test_a_refused_upstream_closes_the_client_promptly_and_is_recorded(api: httpx.Client) -> None:
+    upstream = f"127.0.0.1:{free_port()}"
+    address = create_proxy(api, "nothing", upstream)
+    started = time.perf_counter()
+    # The reset can even beat connect()'s own check of the socket, like a refusal would.
+    with pytest.raises(ConnectionResetError), connect(address) as sock:
+        sock.sendall(b"hello")
+        sock.recv(10)
+    assert time.perf_counter() - started < 1.0
+    failed = wait_for_event(api, "upstream_failed", proxy="nothing")
+    assert failed["upstream"] == upstream
+    assert "Connection refused" in failed["error"]
+    closed = wait_for_event(api, "closed", proxy="nothing")
+    assert closed["by"] == "proxy: upstream dial failed"
+
+
+def test_a_reset_from_the_server_reaches_the_client_as_a_reset(
+    api: httpx.Client, resets_at_once: str
+) -> None:
+    address = create_proxy(api, "resetting", resets_at_once)
+    with connect(address) as sock:
+        sock.sendall(b"hi")
+        with pytest.raises(ConnectionResetError):
+            sock.recv(10)
+    closed = wait_for_event(api, "closed", proxy="resetting")
+    assert closed["by"] == "server"
+    assert closed["reset"] is True
+
+
+def test_disabling_a_proxy_closes_live_connections(api: httpx.Client, echo: str) -> None:
+    address = create_proxy(api, "echo", echo)
+    with connect(address) as sock:
+        round_trip(sock)
+        assert api.post("/proxies/echo", json={"enabled": False}).status_code == 200
+        assert sock.recv(10) == b""
+    with pytest.raises(ConnectionRefusedError):
+        connect(address)
+
+
+def test_toxics_apply_to_live_connections(api: httpx.Client, echo: str) -> None:
+    address = create_proxy(api, "echo", echo)
+    with connect(address) as sock:
+        assert round_trip(sock) < 0.1
+        add_toxic(api, "echo", "latency", latency=200)
+        assert round_trip(sock) >= 0.2
+        response = api.patch(
+            "/proxies/echo/toxics/latency_downstream", json={"attributes": {"latency": 400}}
+        )
+        assert response.status_code == 200
+        assert round_trip(sock) >= 0.4
+        api.delete("/proxies/echo/toxics/latency_downstream")
+        assert round_trip(sock) < 0.1
+
+
+def test_removing_a_stalling_toxic_does_not_hang_the_api(api: httpx.Client, echo: str) -> None:
+    """Upstream can hang the API while a peer is dead; here removal never waits on a peer."""
+    address = create_proxy(api, "echo", echo)
+    sock = connect(address)
+    try:
+        add_toxic(api, "echo", "bandwidth", rate=0)
+        # A client that sends a lot and never reads: every buffer on the way fills up.
+        sock.setblocking(False)
+        try:
+            for _ in range(2000):
+                sock.send(b"f" * 65536)
+        except BlockingIOError:
+            pass
+        started = time.perf_counter()
+        assert api.delete("/proxies/echo/toxics/bandwidth_downstream").status_code == 204
+        assert api.delete("/proxies/echo").status_code == 204
+        assert time.perf_counter() - started < 1.0
+    finally:
+        sock.close()
+
+
+def test_events_record_the_whole_connection(api: httpx.Client, echo: str) -> None:
+    address = create_proxy(api, "echo", echo)
+    add_toxic(api, "echo", "latency", latency=1)
+    with connect(address) as sock:
+        round_trip(sock, b"x" * 10)
+    closed = wait_for_event(api, "closed", proxy="echo")
+    seen = [e for e in events(api, proxy="echo") if e.get("connection") == closed["connection"]]
+    kinds = [e["kind"] for e in seen]
+    assert kinds[:3] == ["accepted", "upstream_connected", "toxics_active"]
+    assert kinds[-1] == "closed"
+    assert seen[2]["toxics"] == {"upstream": [], "downstream": ["latency_downstream"]}
+    assert closed["by"] == "client"
+    times = [e["time"] for e in seen]
+    assert times == sorted(times)
+    data = [e for e in seen if e["kind"] == "data"]
+    assert sum(e["bytes"] for e in data if e["direction"] == "upstream") == 10
+    assert sum(e["bytes"] for e in data if e["direction"] == "downstream") == 10
+
+
+def _active_pattern(seed: int, connections: int = 24) -> list[bool]:
+    """Which of `connections` successive connections a 50% toxic lands on, under `seed`."""
+    from tests.servers import echo_server
+
+    running = EngineThread(seed=seed)
+    running.start()
+    try:
+        with echo_server() as (host, port), httpx.Client(base_url=running.engine.url) as api:
+            address = create_proxy(api, "seeded", f"{host}:{port}")
+            api.post(
+                "/proxies/seeded/toxics",
+                json={"type": "noop", "toxicity": 0.5},
+            )
+            for _ in range(connections):
+                with connect(address) as sock:
+                    round_trip(sock)
+            # Every connection either records its active toxics or has none.
+            deadline = time.monotonic() + 5
+            while True:
+                seen = events(api, proxy="seeded")
+                closed = {e["connection"] for e in seen if e["kind"] == "closed"}
+                if len(closed) == connections or time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
+            ids = sorted(closed)
+            active = {e["connection"] for e in seen if e["kind"] == "toxics_active"}
+            return [connection in active for connection in ids]
+    finally:
+        running.stop()
+
+
+def test_the_same_seed_gives_the_same_toxicity_rolls() -> None:
+    first = _active_pattern(seed=7)
+    assert first == _active_pattern(seed=7)
+    assert any(first)
+    assert not all(first)
+    assert _active_pattern(seed=8) != first
+
+
+def test_a_chunk_held_by_latency_is_not_lost_when_the_toxic_is_removed(
+    api: httpx.Client, echo: str
+) -> None:
+    address = create_proxy(api, "echo", echo)
+    with connect(address) as sock:
+        round_trip(sock)
+        add_toxic(api, "echo", "latency", latency=5000)
+        sock.sendall(b"held back")
+        time.sleep(0.1)  # let the chunk reach the latency stage
+        api.delete("/proxies/echo/toxics/latency_downstream")
+        started = time.perf_counter()
+        assert recv_exactly(sock, 9) == b"held back"
+        assert time.perf_counter() - started < 1.0

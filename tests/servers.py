@@ -6,7 +6,7 @@ import socket
 import socketserver
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 
 class _EchoHandler(socketserver.BaseRequestHandler):
@@ -19,10 +19,8 @@ class _EchoHandler(socketserver.BaseRequestHandler):
                 return
             if not data:
                 # Half-close seen: answer with our own FIN after everything was echoed.
-                try:
+                with suppress(OSError):
                     sock.shutdown(socket.SHUT_WR)
-                except OSError:
-                    pass
                 return
             try:
                 sock.sendall(data)

@@ -92,14 +92,19 @@ def test_half_close_waits_for_data_held_by_toxics(api: httpx.Client, reply_after
         assert sock.recv(100) == b"got 300"
 
 
+def _send_and_receive(address: tuple[str, int]) -> bytes:
+    with connect(address) as sock:
+        sock.sendall(b"hello")
+        return sock.recv(10)
+
+
 def test_a_refused_upstream_closes_the_client_promptly_and_is_recorded(api: httpx.Client) -> None:
     upstream = f"127.0.0.1:{free_port()}"
     address = create_proxy(api, "nothing", upstream)
     started = time.perf_counter()
     # The reset can even beat connect()'s own check of the socket, like a refusal would.
-    with pytest.raises(ConnectionResetError), connect(address) as sock:
-        sock.sendall(b"hello")
-        sock.recv(10)
+    with pytest.raises(ConnectionResetError):
+        _send_and_receive(address)
     assert time.perf_counter() - started < 1.0
     failed = wait_for_event(api, "upstream_failed", proxy="nothing")
     assert failed["upstream"] == upstream

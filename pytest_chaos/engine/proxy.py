@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 from typing import TYPE_CHECKING, Any
 
 from pytest_chaos.engine.addresses import join_host_port, resolve_listen_host, split_host_port
@@ -66,7 +67,8 @@ class Proxy:
                 backlog=LISTEN_BACKLOG,
             )
         except OSError as error:
-            reason = (error.strerror or str(error)).lower()
+            # asyncio rewrites strerror into a sentence; Go prints the bare reason.
+            reason = os.strerror(error.errno).lower() if error.errno else str(error)
             raise ApiError(
                 500, f"listen tcp {join_host_port(bind_host, port)}: bind: {reason}"
             ) from None

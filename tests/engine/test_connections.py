@@ -242,4 +242,5 @@ def test_a_chunk_held_by_latency_is_not_lost_when_the_toxic_is_removed(
         api.delete("/proxies/echo/toxics/latency_downstream")
         started = time.perf_counter()
         assert recv_exactly(sock, 9) == b"held back"
-        assert time.perf_counter() - started < 1.0
+        # Far below the 5 s the toxic would have held it.
+        assert time.perf_counter() - started < 2.5

@@ -110,7 +110,7 @@ def test_every_byte_arrives_once_and_in_order(
     present = [_add(api, index, stream) for index, stream in initial]
     received: list[bytes] = []
     try:
-        with socket.create_connection(address, timeout=5) as sock:
+        with socket.create_connection(address, timeout=20) as sock:
             reader = threading.Thread(target=_read_all, args=(sock, len(data), received))
             reader.start()
             offset = 0
@@ -120,7 +120,7 @@ def test_every_byte_arrives_once_and_in_order(
                 _change(api, draw, present)
             sock.sendall(data[offset:])
             _change(api, draw, present)
-            reader.join(timeout=10)
+            reader.join(timeout=30)
             assert not reader.is_alive(), "the echo never completed"
     finally:
         api.post("/reset")

@@ -77,7 +77,7 @@ class Toxic:
         """Validate JSON attributes, merged over `current` (an update) or zero defaults."""
         values = dict(current) if current is not None else {s.name: 0 for s in cls.attribute_specs}
         if raw is None:
-            return values
+            raw = {}
         if not isinstance(raw, dict):
             raise bad_request("attributes must be a JSON object")
         for spec in cls.attribute_specs:

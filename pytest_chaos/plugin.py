@@ -1,3 +1,254 @@
-"""pytest hooks and fixtures of pytest-chaos. Imports nothing heavy at load time."""
+"""pytest hooks and fixtures of pytest-chaos. Imports nothing heavy at load time: the engine,
+the HTTP client and the fault machinery are imported inside the hooks and fixtures that use
+them, so a test run that injects no fault pays nothing for the plugin."""
 
 from __future__ import annotations
+
+import json
+from collections.abc import Generator, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_chaos.config import ChaosConfig, add_options, resolve
+
+if TYPE_CHECKING:
+    from pytest_chaos.backends import ToxiproxyServer
+    from pytest_chaos.chaos import Chaos
+    from pytest_chaos.markers import MarkedFault
+
+MARKER_NAMES = (
+    "latency",
+    "bandwidth",
+    "stall",
+    "reset_peer",
+    "slow_close",
+    "slicer",
+    "limit_data",
+    "dependency_down",
+    "toxic",
+)
+CHAOS_FIXTURES = ("chaos", "toxiproxy")
+
+config_key = pytest.StashKey[ChaosConfig]()
+process_key = pytest.StashKey["EngineProcess"]()
+marked_key = pytest.StashKey[list["MarkedFault"]]()
+chaos_key = pytest.StashKey["Chaos"]()
+
+
+# ---------------------------------------------------------------------------------- hooks
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from pytest_chaos.markers import marker_help
+
+    for line in marker_help():
+        config.addinivalue_line("markers", line)
+    worker_input = getattr(config, "workerinput", None)
+    inherited = worker_input.get("chaos_seed") if worker_input else None
+    config.stash[config_key] = resolve(config, inherited_seed=inherited)
+    config.pluginmanager.register(ChaosReporter(config), "chaos-reporter")
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistSeedSharing(config), "chaos-xdist")
+
+
+class _XdistSeedSharing:
+    """Give every xdist worker the controller's seed, so a run is repeatable as a whole."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput["chaos_seed"] = self.config.stash[config_key].seed
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    settings = config.stash[config_key]
+    where = f" url={settings.toxiproxy_url}" if settings.backend == "toxiproxy" else ""
+    return f"chaos: backend={settings.backend}{where} seed={settings.seed}"
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Launch the engine early (without waiting) when a collected test will need it."""
+    settings = session.config.stash[config_key]
+    if settings.backend != "embedded" or session.config.option.collectonly:
+        return
+    if any(_uses_chaos(item) for item in session.items):
+        from pytest_chaos.backends import EngineProcess
+
+        process = EngineProcess(settings.seed)
+        process.launch()
+        session.config.stash[process_key] = process
+
+
+def _uses_chaos(item: pytest.Item) -> bool:
+    names = getattr(item, "fixturenames", ())
+    return any(name in names for name in CHAOS_FIXTURES) or any(
+        item.iter_markers(name) for name in MARKER_NAMES
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """Apply the markers' faults around the test body only, and always revert them."""
+    marked = item.stash.get(marked_key, [])
+    chaos = item.stash.get(chaos_key, None)
+    if chaos is None or not marked:
+        return (yield)
+    from pytest_chaos.faults import FaultError
+    from pytest_chaos.markers import restate_for_marker
+
+    applied = []
+    try:
+        for mark in marked:
+            if mark.when == "call":
+                try:
+                    applied.append(chaos.inject(mark.fault))
+                except FaultError as error:
+                    problem = restate_for_marker(mark.marker, error)
+                else:
+                    continue
+                pytest.fail(problem, pytrace=False)
+        return (yield)
+    finally:
+        for handle in reversed(applied):
+            handle.revert()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    chaos = item.stash.get(chaos_key, None)
+    if chaos is None or report.when != "call":
+        return report
+    timeline = chaos.timeline()
+    if report.failed:
+        report.sections.append(("chaos timeline", timeline.render()))
+    record = {"nodeid": item.nodeid, "outcome": report.outcome, **timeline.to_json()}
+    report.user_properties.append(("chaos", json.dumps(record)))
+    return report
+
+
+class ChaosReporter:
+    """Gathers each test's chaos record (also from xdist workers, through their reports) for
+    the terminal summary and the JSON report."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.settings = config.stash[config_key]
+        self.faults = 0
+        self.records: list[dict[str, Any]] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for key, value in report.user_properties:
+            if key == "chaos" and isinstance(value, str):
+                record = json.loads(value)
+                self.records.append(record)
+                self.faults += len(record["faults"])
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.records:
+            tests = len(self.records)
+            terminalreporter.write_line(
+                f"chaos: {self.faults} fault{'s' if self.faults != 1 else ''} injected in"
+                f" {tests} test{'s' if tests != 1 else ''}"
+                f" (backend {self.settings.backend}, seed {self.settings.seed})"
+            )
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        path = self.settings.report_path
+        if path is not None and not hasattr(self.config, "workerinput"):
+            payload = {
+                "seed": self.settings.seed,
+                "backend": self.settings.backend,
+                "tests": self.records,
+            }
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(payload, indent=2) + "\n")
+        process = self.config.stash.get(process_key, None)
+        if process is not None:
+            process.stop()
+
+
+# ------------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="session")
+def toxiproxy(request: pytest.FixtureRequest) -> Iterator[ToxiproxyServer]:
+    """The session's Toxiproxy server (embedded engine, or --toxiproxy-url), with the proxies
+    declared in `chaos_proxies`. Stopped, or cleaned of everything it added, at session end."""
+    from pytest_chaos.backends import BackendError, EngineProcess, open_server
+    from pytest_chaos.client import ToxiproxyError
+
+    config = request.config
+    settings = config.stash[config_key]
+    process = config.stash.get(process_key, None)
+    if settings.backend == "embedded" and process is None:
+        process = EngineProcess(settings.seed)
+        config.stash[process_key] = process
+    try:
+        server = open_server(settings.backend, settings.toxiproxy_url, process)
+    except BackendError as error:
+        pytest.fail(f"pytest-chaos: {error}", pytrace=False)
+    try:
+        if settings.proxies:
+            server.populate([{"name": n, "upstream": u} for n, u in settings.proxies.items()])
+    except ToxiproxyError as error:
+        server.close()
+        pytest.fail(f"pytest-chaos: chaos_proxies: {error}", pytrace=False)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def chaos(request: pytest.FixtureRequest, toxiproxy: ToxiproxyServer) -> Iterator[Chaos]:
+    """Faults for this test: `chaos.proxy(name, upstream=...)`, `with chaos.latency(...)`,
+    `chaos.events(name)`, `chaos.timeline()`. Everything is reverted when the test ends."""
+    from pytest_chaos.chaos import Chaos
+
+    instance = Chaos(toxiproxy, request.config.stash[config_key].seed)
+    request.node.stash[chaos_key] = instance
+    try:
+        yield instance
+    finally:
+        instance.revert_all()
+
+
+@pytest.fixture(autouse=True)
+def _chaos_marker_faults(request: pytest.FixtureRequest) -> None:
+    """Read the test's fault markers; apply `when="setup"` ones now, keep the rest for the
+    test body (see pytest_runtest_call)."""
+    node = request.node
+    marks = [
+        (mark.name, mark.args, mark.kwargs)
+        for name in MARKER_NAMES
+        for mark in node.iter_markers(name)
+    ]
+    if not marks:
+        return
+    from pytest_chaos.faults import FaultError
+    from pytest_chaos.markers import faults_of, restate_for_marker
+
+    # pytest.fail() is called outside the except blocks so the report shows only our message,
+    # not "During handling of the above exception...".
+    problem: str | None = None
+    try:
+        marked = faults_of(marks)
+    except FaultError as error:
+        problem = str(error)
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
+    chaos: Chaos = request.getfixturevalue("chaos")
+    node.stash[marked_key] = marked
+    for mark in marked:
+        if mark.when == "setup":
+            try:
+                chaos.inject(mark.fault)
+            except FaultError as error:
+                problem = restate_for_marker(mark.marker, error)
+            if problem is not None:
+                pytest.fail(problem, pytrace=False)

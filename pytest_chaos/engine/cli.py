@@ -20,6 +20,9 @@ from pytest_chaos import __version__
 from pytest_chaos.engine.api import TOXIPROXY_VERSION
 from pytest_chaos.engine.errors import ApiError
 from pytest_chaos.engine.server import Engine
+from pytest_chaos.engine.tasks import spawn
+
+PARENT_CHECK_SECONDS = 0.5
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--runtime-metrics",
         action="store_true",
         help="accepted for compatibility; /metrics is always served",
+    )
+    parser.add_argument(
+        "--exit-with-parent",
+        action="store_true",
+        help="exit when the process that started this one is gone (no orphaned engines)",
     )
     parser.add_argument(
         "--loop",
@@ -117,9 +125,18 @@ async def serve(args: argparse.Namespace) -> int:
         loop.add_signal_handler(signum, stop.set)
     seed = "random" if args.seed is None else args.seed
     print(f"pytest-chaos engine {__version__} listening on {engine.url} (seed {seed})", flush=True)
+    if args.exit_with_parent:
+        spawn(_stop_when_orphaned(os.getppid(), stop), name="parent watch")
     await stop.wait()
     await engine.stop()
     return 0
+
+
+async def _stop_when_orphaned(parent: int, stop: asyncio.Event) -> None:
+    # When the parent dies, the child is re-parented and getppid() changes.
+    while os.getppid() == parent:  # noqa: ASYNC110 - re-parenting sends no event to wait on
+        await asyncio.sleep(PARENT_CHECK_SECONDS)
+    stop.set()
 
 
 def run(argv: Sequence[str]) -> int:

@@ -1,0 +1,192 @@
+"""Where the Toxiproxy API lives: the embedded engine in its own process, or an external server.
+
+The embedded engine is a child process (`python -m pytest_chaos serve`) rather than a thread:
+a latency fault must stay accurate while the test process is busy running Python, and a
+proxy sharing the test's GIL cannot promise that. It is launched as soon as pytest knows a
+test needs it, so by the time the fixture asks, it is usually ready.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import selectors
+import subprocess
+import sys
+from typing import IO
+
+from pytest_chaos.client import ProxyInfo, ToxiproxyClient, ToxiproxyError
+from pytest_chaos.faults import ToxicNames
+
+READY_TIMEOUT_SECONDS = 20.0
+URL_PATTERN = re.compile(r"http://[0-9.]+:\d+")
+
+
+class BackendError(Exception):
+    """The chosen backend could not be started or reached; the message says why."""
+
+
+class EngineProcess:
+    """The embedded engine as a child process on a free port."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self._process: subprocess.Popen[str] | None = None
+        self.url: str | None = None
+
+    def launch(self) -> None:
+        """Start the process without waiting for it (see `wait_ready`)."""
+        if self._process is not None:
+            return
+        command = [
+            sys.executable,
+            "-m",
+            "pytest_chaos",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--seed",
+            str(self.seed),
+            "--exit-with-parent",
+        ]
+        self._process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            # Its own process group: a Ctrl-C meant for pytest must not kill it mid-teardown.
+            start_new_session=True,
+        )
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_SECONDS) -> str:
+        self.launch()
+        if self.url is not None:
+            return self.url
+        process = self._process
+        assert process is not None
+        assert process.stdout is not None
+        line = _read_line(process.stdout, timeout)
+        match = URL_PATTERN.search(line or "")
+        if match is None:
+            self.stop()
+            detail = process.stderr.read().strip() if process.stderr else ""
+            raise BackendError(
+                "the embedded engine did not start"
+                + (f": {detail}" if detail else f" within {timeout:.0f}s")
+            )
+        self.url = match.group(0)
+        return self.url
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def _read_line(stream: IO[str], timeout: float) -> str | None:
+    with selectors.DefaultSelector() as selector:
+        selector.register(stream, selectors.EVENT_READ)
+        if not selector.select(timeout):
+            return None
+    return stream.readline()
+
+
+class ToxiproxyServer:
+    """The session's Toxiproxy API, whichever backend serves it (the `toxiproxy` fixture).
+
+    `create_proxy`, `proxies`, `populate` and `reset` are the Toxiproxy operations; `client`
+    is the typed API client for everything else.
+    """
+
+    def __init__(
+        self, backend: str, client: ToxiproxyClient, process: EngineProcess | None
+    ) -> None:
+        self.backend = backend
+        self.client = client
+        self._process = process
+        self.toxic_names = ToxicNames()
+        self.created: set[str] = set()
+
+    @property
+    def url(self) -> str:
+        return self.client.url
+
+    def create_proxy(self, name: str, upstream: str, *, listen: str = "127.0.0.1:0") -> ProxyInfo:
+        proxy = self.client.create_proxy(name, upstream, listen=listen)
+        self.created.add(name)
+        return proxy
+
+    def proxies(self) -> dict[str, ProxyInfo]:
+        return self.client.proxies()
+
+    def populate(self, proxies: list[dict[str, object]]) -> list[ProxyInfo]:
+        created = self.client.populate([{"listen": "127.0.0.1:0", **p} for p in proxies])
+        self.created.update(p.name for p in created)
+        return created
+
+    def reset(self) -> None:
+        self.client.reset()
+
+    def remove_own_toxics(self) -> None:
+        """Remove every toxic this plugin created (their names carry its prefix).
+
+        Used at session end so that a shared, external Toxiproxy is left as it was found,
+        even when a test was interrupted before its own clean-up ran.
+        """
+        for proxy in self.client.proxies().values():
+            for toxic in proxy.toxics:
+                if toxic.name.startswith(ToxicNames.PREFIX):
+                    try:
+                        self.client.remove_toxic(proxy.name, toxic.name)
+                    except ToxiproxyError as error:
+                        if error.status != 404:
+                            raise
+
+    def close(self) -> None:
+        try:
+            if self._process is None:
+                self.remove_own_toxics()
+                for name in self.created:
+                    with contextlib.suppress(ToxiproxyError):
+                        self.client.delete_proxy(name)
+        finally:
+            self.client.close()
+            if self._process is not None:
+                self._process.stop()
+
+
+def open_server(backend: str, url: str | None, process: EngineProcess | None) -> ToxiproxyServer:
+    """Connect to the session's server, starting the engine process if that is the backend."""
+    if backend == "embedded":
+        assert process is not None
+        client = ToxiproxyClient(process.wait_ready())
+        return ToxiproxyServer(backend, client, process)
+    if backend == "toxiproxy":
+        assert url is not None
+        client = ToxiproxyClient(url)
+        try:
+            client.version()
+        except ToxiproxyError as error:
+            client.close()
+            raise BackendError(
+                f"--chaos-backend toxiproxy: no Toxiproxy API answers at {url} ({error.message})"
+            ) from None
+        return ToxiproxyServer(backend, client, None)
+    raise BackendError(
+        "--chaos-backend container starts the upstream Toxiproxy image with testcontainers;"
+        " it is not available in this version of pytest-chaos. Use --chaos-backend embedded,"
+        " or run a Toxiproxy yourself and pass --chaos-backend toxiproxy --toxiproxy-url URL"
+    )

@@ -1,0 +1,228 @@
+"""The `chaos` fixture's object: proxies by name, faults as context managers, events, timeline.
+
+Everything a test changes through it is reverted when the test ends, passed or failed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pytest_chaos.backends import ToxiproxyServer
+from pytest_chaos.client import FeatureUnavailable, ProxyInfo
+from pytest_chaos.faults import (
+    AppliedFault,
+    Bandwidth,
+    Down,
+    Fault,
+    FaultError,
+    Latency,
+    LimitData,
+    RawToxic,
+    ResetPeer,
+    Slicer,
+    SlowClose,
+    Stall,
+    apply_fault,
+)
+from pytest_chaos.timeline import Timeline
+
+AFTER_EVERYTHING = 2**62
+
+
+class Chaos:
+    """Fault injection for one test (the `chaos` fixture)."""
+
+    def __init__(self, server: ToxiproxyServer, seed: int) -> None:
+        self.server = server
+        self.client = server.client
+        self.started_at = time.monotonic()
+        self._timeline = Timeline(self.started_at, seed)
+        self._applied: list[AppliedFault] = []
+        self._events_since = 0
+        self._has_events = self.client.engine() is not None
+        if self._has_events:
+            # Start from now without reading the history: ask for events past any sequence
+            # number; the answer is empty but carries the current last sequence number.
+            _, self._events_since = self.client.events(since=AFTER_EVERYTHING)
+
+    # -- proxies
+    def proxy(self, name: str, upstream: str | None = None) -> ProxyInfo:
+        """The proxy called `name`, created on a free loopback port if it does not exist.
+
+        Proxies live for the whole session, so clients made in other fixtures keep working;
+        with `upstream`, an existing proxy is pointed at it.
+        """
+        proxies = self.client.proxies()
+        existing = proxies.get(name)
+        if existing is None:
+            if upstream is None:
+                raise FaultError(
+                    f"no proxy named {name!r}; pass upstream='host:port' to create it"
+                    f" (known proxies: {_known(proxies)})"
+                )
+            return self.server.create_proxy(name, upstream)
+        if upstream is not None and upstream != existing.upstream:
+            return self.client.update_proxy(name, upstream=upstream)
+        return existing
+
+    # -- faults
+    def inject(self, fault: Fault) -> AppliedFault:
+        """Apply `fault` until `revert()` is called on the result, or the test ends."""
+        proxies = self.client.proxies()
+        if fault.target not in proxies:
+            raise FaultError(
+                f"{fault.name}: target {fault.target!r} names no known proxy; known proxies:"
+                f" {_known(proxies)} (declare them with chaos_proxies in the ini file, or"
+                " chaos.proxy(name, upstream=...))"
+            )
+        applied = apply_fault(fault, self.client, self.server.toxic_names)
+        self._applied.append(applied)
+        self._timeline.faults.append(applied)
+        return applied
+
+    @contextmanager
+    def fault(self, fault: Fault) -> Iterator[AppliedFault]:
+        applied = self.inject(fault)
+        try:
+            yield applied
+        finally:
+            applied.revert()
+
+    def latency(
+        self,
+        target: str,
+        ms: int,
+        *,
+        jitter: int = 0,
+        stream: str = "downstream",
+        toxicity: float = 1.0,
+    ) -> Any:
+        """Delay data by `ms` milliseconds +/- `jitter` ms."""
+        return self.fault(
+            Latency(target=target, ms=ms, jitter=jitter, stream=stream, toxicity=toxicity)
+        )
+
+    def bandwidth(
+        self, target: str, rate: int, *, stream: str = "downstream", toxicity: float = 1.0
+    ) -> Any:
+        """Limit throughput to `rate` KB/s (1 KB = 1000 bytes); 0 stops data."""
+        return self.fault(Bandwidth(target=target, rate=rate, stream=stream, toxicity=toxicity))
+
+    def stall(
+        self, target: str, *, timeout: int = 0, stream: str = "downstream", toxicity: float = 1.0
+    ) -> Any:
+        """Swallow data; close after `timeout` ms without data (0: never)."""
+        return self.fault(Stall(target=target, timeout=timeout, stream=stream, toxicity=toxicity))
+
+    def reset_peer(
+        self, target: str, *, timeout: int = 0, stream: str = "downstream", toxicity: float = 1.0
+    ) -> Any:
+        """Reset connections (TCP RST) `timeout` ms after their first data."""
+        return self.fault(
+            ResetPeer(target=target, timeout=timeout, stream=stream, toxicity=toxicity)
+        )
+
+    def slow_close(
+        self, target: str, delay: int, *, stream: str = "downstream", toxicity: float = 1.0
+    ) -> Any:
+        """Hold each close back by `delay` ms."""
+        return self.fault(SlowClose(target=target, delay=delay, stream=stream, toxicity=toxicity))
+
+    def slicer(
+        self,
+        target: str,
+        average_size: int,
+        *,
+        size_variation: int = 0,
+        delay: int = 0,
+        stream: str = "downstream",
+        toxicity: float = 1.0,
+    ) -> Any:
+        """Cut data into writes of `average_size` +/- `size_variation` bytes, `delay` us apart."""
+        return self.fault(
+            Slicer(
+                target=target,
+                average_size=average_size,
+                size_variation=size_variation,
+                delay=delay,
+                stream=stream,
+                toxicity=toxicity,
+            )
+        )
+
+    def limit_data(
+        self, target: str, bytes: int, *, stream: str = "downstream", toxicity: float = 1.0
+    ) -> Any:
+        """Close connections after `bytes` bytes in the stream."""
+        return self.fault(LimitData(target=target, bytes=bytes, stream=stream, toxicity=toxicity))
+
+    def dependency_down(self, target: str, *, mode: str = "refuse") -> Any:
+        """Make the dependency unreachable: `refuse`, `blackhole` or `reset`."""
+        return self.fault(Down(target=target, mode=mode))
+
+    def toxic(
+        self,
+        target: str,
+        type: str,
+        *,
+        stream: str = "downstream",
+        toxicity: float = 1.0,
+        **attributes: int,
+    ) -> Any:
+        """Any Toxiproxy toxic by type name, with raw attributes."""
+        return self.fault(
+            RawToxic(
+                target=target,
+                type=type,
+                stream=stream,
+                toxicity=toxicity,
+                toxic_attributes=attributes,
+            )
+        )
+
+    # -- what happened
+    def events(self, proxy: str | None = None) -> list[dict[str, Any]]:
+        """What the engine saw since this test started, optionally for one proxy."""
+        if not self._has_events:
+            raise FeatureUnavailable(
+                f"chaos.events() needs the pytest-chaos engine; the {self.server.backend} backend"
+                f" at {self.server.url} is a plain Toxiproxy"
+            )
+        self._collect_events()
+        return [e for e in self._timeline.events if proxy is None or e.get("proxy") == proxy]
+
+    def timeline(self) -> Timeline:
+        """Faults applied and reverted, and what the engine saw, relative to the test start."""
+        if self._has_events:
+            self._collect_events()
+        else:
+            self._timeline.note = (
+                f"(the {self.server.backend} backend records no connection events)"
+            )
+        return self._timeline
+
+    def _collect_events(self) -> None:
+        new, self._events_since = self.client.events(since=self._events_since)
+        self._timeline.events.extend(new)
+
+    def revert_all(self) -> None:
+        """Undo every fault still applied, newest first (run when the test ends)."""
+        errors: list[Exception] = []
+        while self._applied:
+            try:
+                self._applied.pop().revert()
+            except Exception as error:  # every fault gets its chance to revert
+                errors.append(error)
+        if errors:
+            raise errors[0]
+
+    @property
+    def applied(self) -> list[AppliedFault]:
+        return list(self._timeline.faults)
+
+
+def _known(proxies: dict[str, ProxyInfo]) -> str:
+    return ", ".join(sorted(proxies)) or "none"

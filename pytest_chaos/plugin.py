@@ -13,7 +13,7 @@ import pytest
 from pytest_chaos.config import ChaosConfig, add_options, resolve
 
 if TYPE_CHECKING:
-    from pytest_chaos.backends import ToxiproxyServer
+    from pytest_chaos.backends import EngineProcess, ToxiproxyServer  # noqa: F401 - used in a stash key
     from pytest_chaos.chaos import Chaos
     from pytest_chaos.markers import MarkedFault
 

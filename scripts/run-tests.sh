@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test suite (tests/), after lint and type checks. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+.venv/bin/ruff check pytest_chaos tests examples benchmarks
+.venv/bin/ruff format --check pytest_chaos tests examples benchmarks
+.venv/bin/mypy pytest_chaos
+exec .venv/bin/pytest "$@"

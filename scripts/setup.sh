@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Prepare a fresh machine for pytest-chaos development: a virtualenv with the project and its
+# dev tools, and the local service binaries the examples and tests start (redis-server).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e '.[dev]'
+
+# Tests and examples start their own Redis from the local binary on a free port.
+if ! command -v redis-server >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
+    else
+        echo "setup: redis-server is not installed; install it (e.g. apt-get install redis-server)" >&2
+        exit 1
+    fi
+fi

@@ -14,7 +14,7 @@ from typing import Any
 
 Event = dict[str, Any]
 
-DEFAULT_CAPACITY = 200_000
+DEFAULT_CAPACITY = 100_000
 
 
 class EventLog:

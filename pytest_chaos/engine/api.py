@@ -12,7 +12,6 @@ from aiohttp import web
 from pytest_chaos.engine.collection import ProxyCollection
 from pytest_chaos.engine.errors import ApiError, bad_request
 from pytest_chaos.engine.events import EventLog
-from pytest_chaos.engine.metrics import render_metrics
 
 TOXIPROXY_VERSION = "2.12.0"
 REQUEST_ID_HEADER = "X-Toxiproxy-Request-Id"
@@ -192,6 +191,9 @@ async def events(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    # prometheus_client is imported on the first scrape, not at start-up.
+    from pytest_chaos.engine.metrics import render_metrics
+
     body, content_type = render_metrics(request.app[COLLECTION])
     response = web.Response(body=body)
     response.headers["Content-Type"] = content_type

@@ -54,6 +54,9 @@ class Connection:
         # inside connection_made is not honoured by uvloop, so early bytes are kept here.)
         self._early: list[bytes] = []
         self._early_eof = False
+        # Sockets still open; `wait_closed` lets the API answer only once they are gone.
+        self._open_sockets = 0
+        self._sockets_gone = asyncio.Event()
 
     # -- life cycle
     def client_connected(self, transport: asyncio.Transport) -> None:
@@ -162,7 +165,21 @@ class Connection:
         if all(other.finished for other in self.links.values()):
             self.close(by=self._first_fin or "proxy")
 
+    def socket_opened(self) -> None:
+        self._open_sockets += 1
+
+    def socket_gone(self) -> None:
+        self._open_sockets -= 1
+        if self._open_sockets <= 0:
+            self._sockets_gone.set()
+
+    async def wait_closed(self) -> None:
+        """Wait until both sockets are really closed (close() finishes on a later loop turn)."""
+        if self._open_sockets > 0:
+            await self._sockets_gone.wait()
+
     def side_lost(self, side: str, error: BaseException | None) -> None:
+        self.socket_gone()
         if self.closed:
             return
         if error is not None:
@@ -210,6 +227,7 @@ class SideProtocol(asyncio.Protocol):
         self.side = side
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.connection.socket_opened()
         if self.side == CLIENT:
             # uvloop's transports do not subclass asyncio.Transport but implement it.
             self.connection.client_connected(cast(asyncio.Transport, transport))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -115,7 +116,7 @@ class Stage:
             self.link.discarded(len(item.data))
 
     def now(self) -> float:
-        return self.link.loop.time()
+        return time.monotonic()
 
     def close_connection(self, reason: str, *, reset: bool = False) -> None:
         self.link.connection.close(by=f"toxic {self.setting.name} ({reason})", reset=reset)
@@ -182,7 +183,7 @@ class Link:
         size = len(data)
         self.bytes_in += size
         self._unreported += size
-        now = self.loop.time()
+        now = time.monotonic()
         if now - self._last_data_event >= DATA_EVENT_INTERVAL:
             self._report_data(now)
         if self.stages:
@@ -196,7 +197,7 @@ class Link:
     def feed_eof(self) -> None:
         self._eof_received = True
         if self.stages:
-            self.stages[0].put(EndOfStream(self.loop.time()))
+            self.stages[0].put(EndOfStream(time.monotonic()))
         else:
             self.finish()
 
@@ -227,7 +228,7 @@ class Link:
             return
         self.finished = True
         if self._unreported:
-            self._report_data(self.loop.time())
+            self._report_data(time.monotonic())
         self.connection.link_finished(self)
 
     # -- flow control: stop reading while the destination or the chain is full

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 LISTEN_BACKLOG = 1024
+CLOSE_WAIT_SECONDS = 1.0
 
 
 class Proxy:
@@ -84,8 +85,16 @@ class Proxy:
         server, self._server = self._server, None
         if server is not None:
             server.close()
-        for connection in list(self.connections):
+        connections = list(self.connections)
+        for connection in connections:
             connection.close(by="proxy")
+        if connections:
+            # Answer the API only once clients see their connections closed, as upstream does;
+            # bounded, since a socket with unsent data may take longer to let go.
+            await asyncio.wait(
+                [asyncio.ensure_future(c.wait_closed()) for c in connections],
+                timeout=CLOSE_WAIT_SECONDS,
+            )
         if server is not None:
             await server.wait_closed()
 

@@ -36,8 +36,7 @@ class Bandwidth(Toxic):
             while data:
                 piece, data = data[:slice_size], data[slice_size:]
                 free_at += len(piece) / bytes_per_second
-                wait = free_at - stub.now()
-                if wait > 0:
+                while (wait := free_at - stub.now()) > 0:  # noqa: ASYNC110 - a deadline, no event
                     await asyncio.sleep(wait)
                 stub.send(Chunk(piece, item.arrived))
                 if data:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pytest_chaos import __version__
 from pytest_chaos.engine.api import TOXIPROXY_VERSION
 from pytest_chaos.engine.errors import ApiError
-from pytest_chaos.engine.server import Engine
+from pytest_chaos.engine.server import Engine, run_event_loop
 from pytest_chaos.engine.tasks import spawn
 
 PARENT_CHECK_SECONDS = 0.5
@@ -142,16 +142,4 @@ async def _stop_when_orphaned(parent: int, stop: asyncio.Event) -> None:
 def run(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    use_uvloop = args.loop == "uvloop"
-    if args.loop == "auto":
-        try:
-            import uvloop
-        except ImportError:
-            use_uvloop = False
-        else:
-            use_uvloop = True
-    if use_uvloop:
-        import uvloop
-
-        return int(uvloop.run(serve(args)))
-    return asyncio.run(serve(args))
+    return int(run_event_loop(serve(args), args.loop))

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -21,6 +22,24 @@ from pytest_chaos.engine.errors import ApiError
 from pytest_chaos.engine.events import DEFAULT_CAPACITY, EventLog
 
 SHUTDOWN_WAIT_SECONDS = 2.0
+LOOPS = ("auto", "asyncio", "uvloop")
+
+T = TypeVar("T")
+
+
+def run_event_loop(main: Coroutine[Any, Any, T], loop: str = "auto") -> T:
+    """Run `main` on uvloop when installed (or asked for), else on asyncio's own loop."""
+    if loop not in LOOPS:
+        raise ValueError(f"loop must be one of {', '.join(LOOPS)}, got {loop!r}")
+    if loop != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if loop == "uvloop":
+                raise
+        else:
+            return uvloop.run(main)  # type: ignore[no-any-return]
+    return asyncio.run(main)
 
 
 class Engine:
@@ -79,8 +98,16 @@ class EngineThread:
     timers. The plugin runs the engine in its own process by default for that reason.
     """
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        seed: int | None = None,
+        loop: str = "auto",
+    ) -> None:
         self.engine = Engine(seed=seed)
+        self._loop_kind = loop
         self._host = host
         self._port = port
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -98,7 +125,7 @@ class EngineThread:
         return self.engine.url
 
     def _run(self) -> None:
-        asyncio.run(self._serve())
+        run_event_loop(self._serve(), self._loop_kind)
 
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()

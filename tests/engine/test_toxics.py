@@ -183,3 +183,14 @@ def test_a_reset_peer_with_toxicity_zero_does_not_reset(
         assert round_trip(sock) < 0.5
         sock.shutdown(socket.SHUT_WR)
         assert sock.recv(10) == b""
+
+
+def test_latency_never_releases_data_early(api: httpx.Client, proxied: tuple[str, int]) -> None:
+    """A coarse loop clock (uvloop's is cached to the millisecond) must not shorten a delay."""
+    add_toxic(api, "echo", "latency", latency=30)
+    with connect(proxied) as sock:
+        samples = []
+        for i in range(60):
+            samples.append(round_trip(sock))
+            time.sleep(0.001 * (i % 7))  # idle gaps put arrivals at every phase of the clock
+    assert min(samples) >= 0.030

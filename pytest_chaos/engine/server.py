@@ -38,7 +38,7 @@ def run_event_loop(main: Coroutine[Any, Any, T], loop: str = "auto") -> T:
             if loop == "uvloop":
                 raise
         else:
-            return uvloop.run(main)  # type: ignore[no-any-return]
+            return uvloop.run(main)
     return asyncio.run(main)
 
 

@@ -1,0 +1,358 @@
+"""Assertions that resilient code must pass: timeouts, retry backoff, circuit breakers.
+
+Each helper reads two sides when it can: what the client library reports (recorders) and what
+the proxy saw on the wire (the engine's events). A failure says, in order: a headline, the
+expected and observed items as `- ` bullets, and a one-line hint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pytest_chaos.policies import Exponential, Fixed, Policy
+from pytest_chaos.recorders import BreakerRecorder, RetryRecorder, normalise_state
+from pytest_chaos.wire import WireConnection, busiest_second, connections, traffic_during
+
+if TYPE_CHECKING:
+    from pytest_chaos.chaos import Chaos
+
+# How long the proxy may take to see a client's close after the call gave up.
+CLOSE_GRACE_SECONDS = 0.5
+
+
+class ChaosAssertionError(AssertionError):
+    """A resilience claim did not hold; the message shows what was expected and observed."""
+
+
+def _fail(headline: str, bullets: Sequence[str], hint: str) -> ChaosAssertionError:
+    lines = [headline, *(f"- {bullet}" for bullet in bullets), f"Hint: {hint}"]
+    return ChaosAssertionError("\n".join(lines))
+
+
+def _s(seconds: float) -> str:
+    return f"{seconds:.2f}s"
+
+
+# ----------------------------------------------------------------------------- timeouts
+@dataclass(frozen=True)
+class TimeoutOutcome:
+    elapsed: float
+    error: BaseException
+
+
+def _is_timeout(error: BaseException) -> bool:
+    # Libraries raise their own classes (redis.TimeoutError, httpx.ReadTimeout,
+    # psycopg's QueryCanceled, ...); they all carry "Timeout" somewhere in their lineage.
+    return isinstance(error, TimeoutError) or any(
+        "timeout" in cls.__name__.lower() or "timedout" in cls.__name__.lower()
+        for cls in type(error).__mro__
+    )
+
+
+def assert_timeout_propagates(
+    call: Callable[[], Any],
+    *,
+    budget: float,
+    tolerance: float = 0.25,
+    chaos: Chaos | None = None,
+    proxy: str | None = None,
+) -> TimeoutOutcome:
+    """`call()` must raise a timeout-like error within `budget` + `tolerance` seconds and,
+    when `chaos` and `proxy` are given, the proxy must see the client give up the connections
+    it opened during the call.
+
+    The call runs on a helper thread so that a call with no timeout at all is reported rather
+    than hanging the test; such a thread is released when the test's faults are reverted.
+    """
+    __tracebackhide__ = True
+    limit = budget + tolerance
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["value"] = call()
+        except BaseException as error:  # reported to the caller below
+            result["error"] = error
+        result["ended"] = time.monotonic()
+
+    started = time.monotonic()
+    worker = threading.Thread(target=run, name="assert_timeout_propagates", daemon=True)
+    worker.start()
+    worker.join(limit)
+    return _judge_timeout(result, started, budget, tolerance, chaos, proxy)
+
+
+async def assert_timeout_propagates_async(
+    call: Callable[[], Awaitable[Any]],
+    *,
+    budget: float,
+    tolerance: float = 0.25,
+    chaos: Chaos | None = None,
+    proxy: str | None = None,
+) -> TimeoutOutcome:
+    """The async form: awaits `call()`; a coroutine still running at the limit is cancelled."""
+    __tracebackhide__ = True
+    result: dict[str, Any] = {}
+    started = time.monotonic()
+    task = asyncio.ensure_future(call())
+    done, _ = await asyncio.wait([task], timeout=budget + tolerance)
+    if task in done:
+        result["ended"] = time.monotonic()
+        if task.exception() is not None:
+            result["error"] = task.exception()
+        else:
+            result["value"] = task.result()
+    else:
+        task.cancel()
+    return _judge_timeout(result, started, budget, tolerance, chaos, proxy)
+
+
+def _judge_timeout(
+    result: dict[str, Any],
+    started: float,
+    budget: float,
+    tolerance: float,
+    chaos: Chaos | None,
+    proxy: str | None,
+) -> TimeoutOutcome:
+    __tracebackhide__ = True
+    limit = budget + tolerance
+    budget_text = f"budget of {_s(budget)} (+{_s(tolerance)} tolerance)"
+    if "ended" not in result:
+        raise _fail(
+            f"The call did not give up within its {budget_text}.",
+            [
+                f"still running after {_s(time.monotonic() - started)}",
+                *_open_connections(chaos, proxy, started),
+            ],
+            "does every network call have a timeout? A per-read socket timeout does not bound"
+            " a whole request when data keeps trickling in (slicer, bandwidth).",
+        )
+    elapsed = result["ended"] - started
+    if "error" not in result:
+        raise _fail(
+            f"The call returned instead of timing out within its {budget_text}.",
+            [f"returned {result['value']!r} after {_s(elapsed)}"],
+            "was the fault active on the proxy the call goes through?",
+        )
+    error: BaseException = result["error"]
+    if not _is_timeout(error):
+        raise _fail(
+            "The call failed, but not with a timeout.",
+            [f"raised {type(error).__name__}: {error} after {_s(elapsed)}"],
+            "a stall should surface as a timeout; another error means the client gave up for"
+            " another reason (or the fault was not a stall).",
+        )
+    if elapsed > limit:
+        raise _fail(
+            f"The call timed out too late for its {budget_text}.",
+            [f"raised {type(error).__name__} after {_s(elapsed)}"],
+            "is the timeout longer than the budget, or retried after it expired?",
+        )
+    left_open = _open_connections(chaos, proxy, started, wait=CLOSE_GRACE_SECONDS)
+    if left_open:
+        raise _fail(
+            "The call timed out but left its connection open at the proxy.",
+            [f"raised {type(error).__name__} after {_s(elapsed)}", *left_open],
+            "does the client close (or return to its pool as broken) a connection whose"
+            " request timed out?",
+        )
+    return TimeoutOutcome(elapsed, error)
+
+
+def _open_connections(
+    chaos: Chaos | None, proxy: str | None, since: float, wait: float = 0.0
+) -> list[str]:
+    if chaos is None or proxy is None:
+        return []
+    deadline = time.monotonic() + wait
+    while True:
+        opened = [c for c in connections(chaos.events(proxy)) if c.accepted_at >= since]
+        still_open = [c for c in opened if c.closed_at is None]
+        if not still_open or time.monotonic() >= deadline:
+            return [f"connection {c} at the proxy" for c in still_open]
+        time.sleep(0.02)
+
+
+# ------------------------------------------------------------------------------ backoff
+def _attempt_times(
+    observations: RetryRecorder | Sequence[float],
+) -> tuple[list[float], list[float]]:
+    """Attempt start times, and the idle wait before each retry."""
+    if isinstance(observations, RetryRecorder):
+        return observations.start_times(), observations.waits()
+    times = sorted(observations)
+    return times, [later - earlier for earlier, later in itertools.pairwise(times)]
+
+
+def assert_backoff(
+    observations: RetryRecorder | Sequence[float],
+    policy: Policy,
+    *,
+    tolerance: float | None = None,
+    attempts: int | None = None,
+) -> None:
+    """The waits between attempts must follow `policy`.
+
+    `observations` is a recorder (`record_tenacity`, `record_stamina`) or attempt times seen
+    on the wire (`chaos.attempts(proxy)`). Each wait may deviate by `tolerance` seconds
+    (default: 20 ms or 10 % of the expected wait, whichever is larger). With `attempts`,
+    the number of attempts must match too.
+    """
+    __tracebackhide__ = True
+    times, waits = _attempt_times(observations)
+    if attempts is not None and len(times) != attempts:
+        raise _fail(
+            f"Expected {attempts} attempts, saw {len(times)}.",
+            [f"attempt {i} at {_s(at - times[0])}" for i, at in enumerate(times, 1)],
+            "check the retry policy's stop condition (stop_after_attempt / attempts).",
+        )
+    if not waits:
+        raise _fail(
+            f"Retries could not be checked against {policy}: fewer than two attempts.",
+            [f"{len(times)} attempt(s) observed"],
+            "was the dependency really failing, and is the call retried at all?",
+        )
+    bullets: list[str] = []
+    wrong = False
+    for retry, wait in enumerate(waits, 1):
+        low, high = policy.bounds(retry)
+        slack = tolerance if tolerance is not None else max(0.02, 0.1 * high)
+        expected = f"{_s(low)}" if low == high else f"{_s(low)}..{_s(high)}"
+        note = ""
+        if wait < low - slack:
+            note, wrong = "  <-- too early", True
+        elif wait > high + slack:
+            note, wrong = "  <-- too late", True
+        bullets.append(
+            f"attempt {retry + 1} after {_s(wait)} (expected {expected} +/- {_s(slack)}){note}"
+        )
+    if wrong:
+        raise _fail(f"Retries did not follow {policy}.", bullets, _backoff_hint(waits, policy))
+
+
+def _backoff_hint(waits: Sequence[float], policy: Policy) -> str:
+    if max(waits) < 0.005:
+        return "the retries do not wait at all: is there a backoff between attempts?"
+    spread = max(waits) - min(waits)
+    if isinstance(policy, Exponential) and len(waits) > 2 and spread < 0.1 * max(waits):
+        return "is the client using wait_fixed instead of wait_exponential?"
+    if isinstance(policy, Fixed) and spread > 0.5 * max(waits):
+        return "the waits grow: is the client using an exponential or incrementing wait?"
+    return (
+        "compare the client's retry settings (initial wait, multiplier, cap, jitter) with"
+        " the policy."
+    )
+
+
+def assert_no_retry_storm(chaos: Chaos, proxy: str, *, max_per_second: int) -> None:
+    """No more than `max_per_second` connection attempts reached `proxy` in any one second."""
+    __tracebackhide__ = True
+    times = [c.accepted_at for c in connections(chaos.events(proxy))]
+    count, start = busiest_second(times)
+    if count > max_per_second:
+        offset = start - chaos.started_at
+        raise _fail(
+            f"Retry storm: {count} connection attempts reached {proxy} within one second.",
+            [
+                f"at most {max_per_second} per second allowed",
+                f"{count} attempts in the second from {offset:+.2f}s (test time)",
+            ],
+            "a retry loop without backoff (or without a cap on attempts) hammers a struggling"
+            " dependency.",
+        )
+
+
+# ----------------------------------------------------------------------------- breakers
+def assert_breaker_transitions(
+    recorder: BreakerRecorder,
+    expected: Sequence[str],
+    *,
+    min_open: float | None = None,
+) -> None:
+    """The breaker went through exactly the `expected` states (first = its initial state),
+    and, with `min_open`, stayed open at least that many seconds each time."""
+    __tracebackhide__ = True
+    wanted = [normalise_state(state) for state in expected]
+    seen = recorder.states()
+    start = recorder.transitions[0].at if recorder.transitions else time.monotonic()
+    observed = [f"started {recorder.initial_state}"] + [
+        f"{t.old} -> {t.new} at {_s(t.at - start)}" for t in recorder.transitions
+    ]
+    if seen != wanted:
+        raise _fail(
+            f"The circuit breaker went through {' -> '.join(seen)}, not {' -> '.join(wanted)}.",
+            observed,
+            _breaker_hint(seen, wanted),
+        )
+    if min_open is not None:
+        for opened, closed in recorder.open_windows():
+            held = (closed if closed is not None else time.monotonic()) - opened
+            if closed is not None and held < min_open - 0.01:
+                raise _fail(
+                    f"The circuit breaker left the open state after {_s(held)},"
+                    f" before its reset timeout of {_s(min_open)}.",
+                    observed,
+                    "is reset_timeout (pybreaker) or ttl (purgatory) shorter than intended?",
+                )
+
+
+def _breaker_hint(seen: list[str], wanted: list[str]) -> str:
+    if "open" in wanted and "open" not in seen:
+        return (
+            "the breaker never opened: is fail_max (threshold) reached by the failures, and"
+            " are the errors excluded from counting?"
+        )
+    if "half-open" in wanted and "half-open" not in seen:
+        return "the breaker never probed: was a call made after the reset timeout elapsed?"
+    return "compare the breaker's thresholds and reset timeout with the fault's timing."
+
+
+def assert_no_traffic(
+    chaos: Chaos,
+    proxy: str,
+    *,
+    during: tuple[float, float | None] | Sequence[tuple[float, float | None]],
+) -> None:
+    """No connection was accepted and no data was carried by `proxy` in the window(s)
+    `during` (monotonic times, e.g. `recorder.open_windows()`)."""
+    __tracebackhide__ = True
+    windows: Sequence[tuple[float, float | None]]
+    windows = [during] if isinstance(during, tuple) else during
+    events = chaos.events(proxy)
+    bullets = []
+    for start, end in windows:
+        for event in traffic_during(events, proxy, start, end):
+            what = (
+                "connection accepted"
+                if event["kind"] == "accepted"
+                else (f"{event['bytes']} bytes {event['direction']}")
+            )
+            bullets.append(
+                f"{what} at {event['time'] - start:+.2f}s into the window"
+                f" ({proxy}#{event['connection']})"
+            )
+    if bullets:
+        raise _fail(
+            f"Traffic reached {proxy} while it should have been left alone.",
+            bullets,
+            "calls made while the breaker is open must be rejected without touching the"
+            " dependency.",
+        )
+
+
+def wire_connections(chaos: Chaos, proxy: str) -> list[WireConnection]:
+    """The connections `proxy` saw during this test (accepted, closed, by whom)."""
+    return connections(chaos.events(proxy), proxy)
+
+
+def wire_attempts(chaos: Chaos, proxy: str) -> list[float]:
+    """When connection attempts reached `proxy` during this test: retries seen from the
+    dependency's side, for `assert_backoff`."""
+    return [c.accepted_at for c in wire_connections(chaos, proxy)]

@@ -1,0 +1,121 @@
+"""Backoff policies: the waits a retry policy promises, as the libraries compute them.
+
+Each policy gives, for the n-th retry (the wait after attempt n), the interval the wait must
+fall in: one point without jitter, a range with it. Constructors named after a library use
+that library's own parameters and formula.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
+@dataclass(frozen=True)
+class Exponential:
+    """initial * multiplier ** (n - 1), capped at `cap`; jitter `none`, `full` (a uniform
+    draw in [0, wait]) or `additive` (wait + uniform [0, jitter_max], then capped)."""
+
+    initial: float
+    multiplier: float = 2.0
+    cap: float | None = None
+    jitter: str = "none"
+    jitter_max: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.jitter not in ("none", "full", "additive"):
+            raise ValueError(f"jitter must be none, full or additive, got {self.jitter!r}")
+
+    def bounds(self, retry: int) -> tuple[float, float]:
+        base = self.initial * self.multiplier ** (retry - 1)
+        cap = float("inf") if self.cap is None else self.cap
+        if self.jitter == "full":
+            return 0.0, min(base, cap)
+        if self.jitter == "additive":
+            return min(base, cap), min(base + self.jitter_max, cap)
+        return min(base, cap), min(base, cap)
+
+    def __str__(self) -> str:
+        parts = [f"initial={_seconds(self.initial)}", f"multiplier={self.multiplier:g}"]
+        if self.cap is not None:
+            parts.append(f"max={_seconds(self.cap)}")
+        if self.jitter == "full":
+            parts.append("full jitter")
+        elif self.jitter == "additive":
+            parts.append(f"jitter up to {_seconds(self.jitter_max)}")
+        return f"exponential backoff ({', '.join(parts)})"
+
+    # -- the libraries' formulas
+    @classmethod
+    def tenacity(
+        cls, multiplier: float = 1, min: float = 0, max: float | None = None, exp_base: float = 2
+    ) -> Exponential:
+        """tenacity's `wait_exponential(multiplier, min, max, exp_base)` (min must be 0 or
+        below the first wait)."""
+        return cls(initial=float(multiplier), multiplier=exp_base, cap=max)
+
+    @classmethod
+    def tenacity_jitter(
+        cls, initial: float = 1, max: float | None = None, exp_base: float = 2, jitter: float = 1
+    ) -> Exponential:
+        """tenacity's `wait_exponential_jitter(initial, max, exp_base, jitter)`."""
+        return cls(initial, exp_base, max, "additive", jitter)
+
+    @classmethod
+    def stamina(
+        cls,
+        wait_initial: float = 0.1,
+        wait_max: float = 5.0,
+        wait_jitter: float = 1.0,
+        wait_exp_base: float = 2,
+    ) -> Exponential:
+        """stamina's `retry(wait_initial, wait_max, wait_jitter, wait_exp_base)`."""
+        return cls(wait_initial, wait_exp_base, wait_max, "additive", wait_jitter)
+
+    @classmethod
+    def redis(cls, cap: float = 0.512, base: float = 0.008, *, jitter: bool = False) -> Exponential:
+        """redis-py's `ExponentialBackoff(cap, base)` (`FullJitterBackoff` with jitter=True):
+        the n-th retry waits base * 2 ** n."""
+        return cls(base * 2, 2.0, cap, "full" if jitter else "none")
+
+
+@dataclass(frozen=True)
+class Fixed:
+    """The same wait before every retry (tenacity's `wait_fixed`, redis-py's
+    `ConstantBackoff`)."""
+
+    wait: float
+
+    def bounds(self, retry: int) -> tuple[float, float]:
+        return self.wait, self.wait
+
+    def __str__(self) -> str:
+        return f"fixed waits of {_seconds(self.wait)}"
+
+
+@dataclass(frozen=True)
+class Incrementing:
+    """start + increment * (n - 1), capped (tenacity's `wait_incrementing`)."""
+
+    start: float
+    increment: float
+    cap: float | None = None
+
+    def bounds(self, retry: int) -> tuple[float, float]:
+        wait = max(0.0, self.start + self.increment * (retry - 1))
+        if self.cap is not None:
+            wait = min(wait, self.cap)
+        return wait, wait
+
+    def __str__(self) -> str:
+        cap = f", max={_seconds(self.cap)}" if self.cap is not None else ""
+        return (
+            f"incrementing waits (start={_seconds(self.start)},"
+            f" increment={_seconds(self.increment)}{cap})"
+        )
+
+
+Policy = Exponential | Fixed | Incrementing

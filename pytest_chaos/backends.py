@@ -112,13 +112,20 @@ class ToxiproxyServer:
     """
 
     def __init__(
-        self, backend: str, client: ToxiproxyClient, process: EngineProcess | None
+        self,
+        backend: str,
+        client: ToxiproxyClient,
+        process: EngineProcess | None,
+        worker: str | None = None,
     ) -> None:
         self.backend = backend
         self.client = client
         self._process = process
-        self.toxic_names = ToxicNames()
+        self.toxic_names = ToxicNames(worker)
         self.created: set[str] = set()
+        # Upstreams of proxies that existed before the session and were pointed elsewhere,
+        # restored at the end so that a shared server is left as it was found.
+        self._original_upstreams: dict[str, str] = {}
 
     @property
     def url(self) -> str:
@@ -133,22 +140,51 @@ class ToxiproxyServer:
         return self.client.proxies()
 
     def populate(self, proxies: list[dict[str, object]]) -> list[ProxyInfo]:
+        existing = self.client.proxies()
         created = self.client.populate([{"listen": "127.0.0.1:0", **p} for p in proxies])
-        self.created.update(p.name for p in created)
+        self.created.update(p.name for p in created if p.name not in existing)
         return created
+
+    def declare(self, upstreams: dict[str, str]) -> None:
+        """Make sure a proxy of each name forwards to its upstream (`chaos_proxies`).
+
+        A proxy that already exists keeps its listen address, so clients of a shared server
+        are not cut off; one pointed elsewhere is pointed back at the end.
+        """
+        existing = self.client.proxies()
+        missing: list[dict[str, object]] = [
+            {"name": name, "upstream": upstream}
+            for name, upstream in upstreams.items()
+            if name not in existing
+        ]
+        if missing:
+            self.populate(missing)
+        for name, upstream in upstreams.items():
+            if name in existing:
+                self.point(name, upstream, existing[name])
+
+    def point(self, name: str, upstream: str, current: ProxyInfo | None = None) -> ProxyInfo:
+        """Point the existing proxy `name` at `upstream`."""
+        current = current or self.client.get_proxy(name)
+        if current.upstream == upstream:
+            return current
+        if name not in self.created:
+            self._original_upstreams.setdefault(name, current.upstream)
+        return self.client.update_proxy(name, upstream=upstream)
 
     def reset(self) -> None:
         self.client.reset()
 
     def remove_own_toxics(self) -> None:
-        """Remove every toxic this plugin created (their names carry its prefix).
+        """Remove every toxic this session created and is still there.
 
         Used at session end so that a shared, external Toxiproxy is left as it was found,
-        even when a test was interrupted before its own clean-up ran.
+        even when a test was interrupted before its own clean-up ran. Toxics of other
+        sessions (other xdist workers, other runs) are left alone, whatever their names.
         """
         for proxy in self.client.proxies().values():
             for toxic in proxy.toxics:
-                if toxic.name.startswith(ToxicNames.PREFIX):
+                if (proxy.name, toxic.name) in self.toxic_names.issued:
                     try:
                         self.client.remove_toxic(proxy.name, toxic.name)
                     except ToxiproxyError as error:
@@ -159,6 +195,9 @@ class ToxiproxyServer:
         try:
             if self._process is None:
                 self.remove_own_toxics()
+                for name, upstream in self._original_upstreams.items():
+                    with contextlib.suppress(ToxiproxyError):
+                        self.client.update_proxy(name, upstream=upstream)
                 for name in self.created:
                     with contextlib.suppress(ToxiproxyError):
                         self.client.delete_proxy(name)
@@ -168,8 +207,15 @@ class ToxiproxyServer:
                 self._process.stop()
 
 
-def open_server(backend: str, url: str | None, process: EngineProcess | None) -> ToxiproxyServer:
-    """Connect to the session's server, starting the engine process if that is the backend."""
+def open_server(
+    backend: str,
+    url: str | None,
+    process: EngineProcess | None,
+    worker: str | None = None,
+) -> ToxiproxyServer:
+    """Connect to the session's server, starting the engine process if that is the backend.
+
+    `worker` is the xdist worker id, if any, to keep toxic names apart on a shared server."""
     if backend == "embedded":
         assert process is not None
         client = ToxiproxyClient(process.wait_ready())
@@ -184,7 +230,7 @@ def open_server(backend: str, url: str | None, process: EngineProcess | None) ->
             raise BackendError(
                 f"--chaos-backend toxiproxy: no Toxiproxy API answers at {url} ({error.message})"
             ) from None
-        return ToxiproxyServer(backend, client, None)
+        return ToxiproxyServer(backend, client, None, worker)
     raise BackendError(
         "--chaos-backend container starts the upstream Toxiproxy image with testcontainers;"
         " it is not available in this version of pytest-chaos. Use --chaos-backend embedded,"

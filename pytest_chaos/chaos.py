@@ -6,12 +6,10 @@ Everything a test changes through it is reverted when the test ends, passed or f
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from pytest_chaos.backends import ToxiproxyServer
-from pytest_chaos.client import FeatureUnavailable, ProxyInfo
+from pytest_chaos.client import FeatureUnavailable, ProxyInfo, ToxiproxyError
 from pytest_chaos.faults import (
     AppliedFault,
     Bandwidth,
@@ -55,6 +53,7 @@ class Chaos:
         Proxies live for the whole session, so clients made in other fixtures keep working;
         with `upstream`, an existing proxy is pointed at it.
         """
+        __tracebackhide__ = True
         proxies = self.client.proxies()
         existing = proxies.get(name)
         if existing is None:
@@ -64,32 +63,44 @@ class Chaos:
                     f" (known proxies: {_known(proxies)})"
                 )
             return self.server.create_proxy(name, upstream)
-        if upstream is not None and upstream != existing.upstream:
-            return self.client.update_proxy(name, upstream=upstream)
+        if upstream is not None:
+            return self.server.point(name, upstream, existing)
         return existing
 
     # -- faults
-    def inject(self, fault: Fault) -> AppliedFault:
-        """Apply `fault` until `revert()` is called on the result, or the test ends."""
-        proxies = self.client.proxies()
+    def check_target(self, fault: Fault, proxies: dict[str, ProxyInfo] | None = None) -> None:
+        """Raise FaultError, naming the known proxies, if `fault`'s target is not one."""
+        __tracebackhide__ = True
+        proxies = self.client.proxies() if proxies is None else proxies
         if fault.target not in proxies:
             raise FaultError(
                 f"{fault.name}: target {fault.target!r} names no known proxy; known proxies:"
                 f" {_known(proxies)} (declare them with chaos_proxies in the ini file, or"
                 " chaos.proxy(name, upstream=...))"
             )
-        applied = apply_fault(fault, self.client, self.server.toxic_names)
+
+    def inject(self, fault: Fault) -> AppliedFault:
+        """Apply `fault` until `revert()` is called on the result, or the test ends."""
+        __tracebackhide__ = True
+        self.check_target(fault)
+        problem: str | None = None
+        try:
+            applied = apply_fault(fault, self.client, self.server.toxic_names)
+        except ToxiproxyError as error:
+            # A request the server turned down (an unknown toxic type, an attribute out of
+            # range) is the test's mistake: say so without the client's traceback.
+            if not 400 <= error.status < 500:
+                raise
+            problem = f"{fault.name}: the server refused {fault}: {error.message}"
+        if problem is not None:
+            raise FaultError(problem)
         self._applied.append(applied)
         self._timeline.faults.append(applied)
         return applied
 
-    @contextmanager
-    def fault(self, fault: Fault) -> Iterator[AppliedFault]:
-        applied = self.inject(fault)
-        try:
-            yield applied
-        finally:
-            applied.revert()
+    def fault(self, fault: Fault) -> FaultContext:
+        """Apply `fault` for the body of a `with` block."""
+        return FaultContext(self, fault)
 
     def latency(
         self,
@@ -99,7 +110,7 @@ class Chaos:
         jitter: int = 0,
         stream: str = "downstream",
         toxicity: float = 1.0,
-    ) -> Any:
+    ) -> FaultContext:
         """Delay data by `ms` milliseconds +/- `jitter` ms."""
         return self.fault(
             Latency(target=target, ms=ms, jitter=jitter, stream=stream, toxicity=toxicity)
@@ -107,19 +118,19 @@ class Chaos:
 
     def bandwidth(
         self, target: str, rate: int, *, stream: str = "downstream", toxicity: float = 1.0
-    ) -> Any:
+    ) -> FaultContext:
         """Limit throughput to `rate` KB/s (1 KB = 1000 bytes); 0 stops data."""
         return self.fault(Bandwidth(target=target, rate=rate, stream=stream, toxicity=toxicity))
 
     def stall(
         self, target: str, *, timeout: int = 0, stream: str = "downstream", toxicity: float = 1.0
-    ) -> Any:
+    ) -> FaultContext:
         """Swallow data; close after `timeout` ms without data (0: never)."""
         return self.fault(Stall(target=target, timeout=timeout, stream=stream, toxicity=toxicity))
 
     def reset_peer(
         self, target: str, *, timeout: int = 0, stream: str = "downstream", toxicity: float = 1.0
-    ) -> Any:
+    ) -> FaultContext:
         """Reset connections (TCP RST) `timeout` ms after their first data."""
         return self.fault(
             ResetPeer(target=target, timeout=timeout, stream=stream, toxicity=toxicity)
@@ -127,7 +138,7 @@ class Chaos:
 
     def slow_close(
         self, target: str, delay: int, *, stream: str = "downstream", toxicity: float = 1.0
-    ) -> Any:
+    ) -> FaultContext:
         """Hold each close back by `delay` ms."""
         return self.fault(SlowClose(target=target, delay=delay, stream=stream, toxicity=toxicity))
 
@@ -140,7 +151,7 @@ class Chaos:
         delay: int = 0,
         stream: str = "downstream",
         toxicity: float = 1.0,
-    ) -> Any:
+    ) -> FaultContext:
         """Cut data into writes of `average_size` +/- `size_variation` bytes, `delay` us apart."""
         return self.fault(
             Slicer(
@@ -155,11 +166,11 @@ class Chaos:
 
     def limit_data(
         self, target: str, bytes: int, *, stream: str = "downstream", toxicity: float = 1.0
-    ) -> Any:
+    ) -> FaultContext:
         """Close connections after `bytes` bytes in the stream."""
         return self.fault(LimitData(target=target, bytes=bytes, stream=stream, toxicity=toxicity))
 
-    def dependency_down(self, target: str, *, mode: str = "refuse") -> Any:
+    def dependency_down(self, target: str, *, mode: str = "refuse") -> FaultContext:
         """Make the dependency unreachable: `refuse`, `blackhole` or `reset`."""
         return self.fault(Down(target=target, mode=mode))
 
@@ -171,7 +182,7 @@ class Chaos:
         stream: str = "downstream",
         toxicity: float = 1.0,
         **attributes: int,
-    ) -> Any:
+    ) -> FaultContext:
         """Any Toxiproxy toxic by type name, with raw attributes."""
         return self.fault(
             RawToxic(
@@ -222,6 +233,28 @@ class Chaos:
     @property
     def applied(self) -> list[AppliedFault]:
         return list(self._timeline.faults)
+
+
+class FaultContext:
+    """`with chaos.latency(...) as applied:` applies the fault on entry, reverts it on exit.
+
+    A class rather than a generator-based context manager so that a fault which cannot be
+    applied is reported at the user's `with` line, without contextlib's frames.
+    """
+
+    def __init__(self, chaos: Chaos, fault: Fault) -> None:
+        self.chaos = chaos
+        self.fault = fault
+        self.applied: AppliedFault | None = None
+
+    def __enter__(self) -> AppliedFault:
+        __tracebackhide__ = True
+        self.applied = self.chaos.inject(self.fault)
+        return self.applied
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.applied is not None:
+            self.applied.revert()
 
 
 def _known(proxies: dict[str, ProxyInfo]) -> str:

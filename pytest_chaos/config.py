@@ -114,6 +114,10 @@ def parse_proxy_lines(lines: list[str]) -> dict[str, str]:
                 f"chaos_proxies: cannot read {line!r}; write one `name = host:port` per line,"
                 " e.g. `redis = 127.0.0.1:6379`"
             )
+        if not 0 < int(port) < 65536:
+            raise pytest.UsageError(
+                f"chaos_proxies: {line!r}: the port must be from 1 to 65535, got {port}"
+            )
         if name in proxies:
             raise pytest.UsageError(f"chaos_proxies: proxy {name!r} is declared twice")
         proxies[name] = upstream

@@ -39,8 +39,12 @@ def _number(value: float) -> str:
 
 
 def _check_number(fault: str, option: str, value: object, bound: Bound) -> None:
-    kind = "a whole number" if bound.whole else "a number"
-    allowed = f"{kind} of {bound.unit} from {_number(bound.minimum)} to {_number(bound.maximum)}"
+    span = f"from {_number(bound.minimum)} to {_number(bound.maximum)}"
+    if bound.unit == "probability":
+        allowed = f"a probability {span}"
+    else:
+        kind = "a whole number" if bound.whole else "a number"
+        allowed = f"{kind} of {bound.unit} {span}"
     valid_type = isinstance(value, int) if bound.whole else isinstance(value, int | float)
     if isinstance(value, bool) or not valid_type:
         raise FaultError(f"{fault}: {option} must be {allowed}, got {value!r}")
@@ -287,16 +291,25 @@ class AppliedFault:
 
 
 class ToxicNames:
-    """Unique toxic names, recognisable as the plugin's own (`chaos_<type>_<stream>_<n>`)."""
+    """Unique toxic names, recognisable as the plugin's own (`chaos_<type>_<stream>_<n>`).
+
+    Under pytest-xdist the worker id is part of the name (`chaos_gw0_latency_...`): workers
+    sharing one external Toxiproxy must not take, or remove, each other's toxics.
+    """
 
     PREFIX = "chaos_"
 
-    def __init__(self) -> None:
+    def __init__(self, worker: str | None = None) -> None:
         self._counter = 0
+        self._stem = f"{self.PREFIX}{worker}_" if worker else self.PREFIX
+        # (proxy, toxic name) of every name handed out, for the clean-up at session end.
+        self.issued: set[tuple[str, str]] = set()
 
-    def next(self, toxic_type: str, stream: str) -> str:
+    def next(self, proxy: str, toxic_type: str, stream: str) -> str:
         self._counter += 1
-        return f"{self.PREFIX}{toxic_type}_{stream}_{self._counter}"
+        name = f"{self._stem}{toxic_type}_{stream}_{self._counter}"
+        self.issued.add((proxy, name))
+        return name
 
 
 def apply_fault(fault: Fault, client: ToxiproxyClient, names: ToxicNames) -> AppliedFault:
@@ -304,7 +317,7 @@ def apply_fault(fault: Fault, client: ToxiproxyClient, names: ToxicNames) -> App
     applied = AppliedFault(fault, applied_at=time.monotonic())
     try:
         for toxic_type, stream, attributes, toxicity in _toxics_for(fault):
-            toxic_name = names.next(toxic_type, stream)
+            toxic_name = names.next(fault.target, toxic_type, stream)
             client.add_toxic(
                 fault.target,
                 toxic_type,

@@ -139,6 +139,12 @@ def parse_marker(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) ->
     """Turn one marker's arguments into a fault; FaultError names what is wrong."""
     spec = MARKERS[name]
     prefix = f"@pytest.mark.{name}"
+    if "target" in kwargs:
+        # The signature names it `target`, so `target="redis"` must work too.
+        if args:
+            raise FaultError(f"{prefix}: target given twice (positionally and by keyword)")
+        kwargs = dict(kwargs)
+        args = (kwargs.pop("target"),)
     if not args:
         raise FaultError(
             f"{prefix}: the first argument must be the target proxy, e.g. "

@@ -91,6 +91,31 @@ def _uses_chaos(item: pytest.Item) -> bool:
 
 
 @pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    """Once the fixtures are set up (they may create proxies), check that every marker for
+    the test body names a known proxy, so that a wrong name is a setup error like any other
+    mistake in a marker."""
+    result = yield
+    chaos = item.stash.get(chaos_key, None)
+    later = [mark for mark in item.stash.get(marked_key, []) if mark.when == "call"]
+    if chaos is None or not later:
+        return result
+    from pytest_chaos.faults import FaultError
+    from pytest_chaos.markers import restate_for_marker
+
+    proxies = chaos.client.proxies()
+    for mark in later:
+        problem: str | None = None
+        try:
+            chaos.check_target(mark.fault, proxies)
+        except FaultError as error:
+            problem = restate_for_marker(mark.marker, error)
+        if problem is not None:
+            pytest.fail(problem, pytrace=False)
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """Apply the markers' faults around the test body only, and always revert them."""
     marked = item.stash.get(marked_key, [])
@@ -129,7 +154,11 @@ def pytest_runtest_makereport(
     if report.failed:
         report.sections.append(("chaos timeline", timeline.render()))
     record = {"nodeid": item.nodeid, "outcome": report.outcome, **timeline.to_json()}
-    report.user_properties.append(("chaos", json.dumps(record)))
+    entry = ("chaos", json.dumps(record))
+    report.user_properties.append(entry)
+    # As record_property does: JUnit XML reads the properties of the teardown report, which
+    # copies the item's.
+    item.user_properties.append(entry)
     return report
 
 
@@ -144,6 +173,9 @@ class ChaosReporter:
         self.records: list[dict[str, Any]] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        # The call report and the teardown report both carry the record; count it once.
+        if report.when != "teardown":
+            return
         for key, value in report.user_properties:
             if key == "chaos" and isinstance(value, str):
                 record = json.loads(value)
@@ -189,12 +221,13 @@ def toxiproxy(request: pytest.FixtureRequest) -> Iterator[ToxiproxyServer]:
         process = EngineProcess(settings.seed)
         config.stash[process_key] = process
     try:
-        server = open_server(settings.backend, settings.toxiproxy_url, process)
+        worker = getattr(config, "workerinput", {}).get("workerid")
+        server = open_server(settings.backend, settings.toxiproxy_url, process, worker)
     except BackendError as error:
         pytest.fail(f"pytest-chaos: {error}", pytrace=False)
     try:
         if settings.proxies:
-            server.populate([{"name": n, "upstream": u} for n, u in settings.proxies.items()])
+            server.declare(settings.proxies)
     except ToxiproxyError as error:
         server.close()
         pytest.fail(f"pytest-chaos: chaos_proxies: {error}", pytrace=False)

@@ -8,6 +8,10 @@ import pytest
 from pytest_chaos.engine import EngineThread
 from tests.servers import echo_server
 
+# For tests/plugin: pytest accepts pytest_plugins only in a conftest it loads before the run
+# starts (this one), not in tests/plugin/conftest.py.
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture
 def engine() -> Iterator[EngineThread]:

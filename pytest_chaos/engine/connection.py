@@ -188,7 +188,11 @@ class Connection:
         else:
             self.close(by=side)
 
-    def close(self, *, by: str, reset: bool = False, error: str | None = None) -> None:
+    def close(
+        self, *, by: str, reset: bool = False, error: str | None = None, flush: bool = True
+    ) -> None:
+        """Close both sides. With `flush` false, data still queued for a peer that is not
+        reading is dropped instead of being given a grace period (a proxy being disabled)."""
         if self.closed:
             return
         self.closed = True
@@ -196,7 +200,7 @@ class Connection:
             link.stop()
         for transport in (self.client, self.server):
             if transport is not None:
-                _close_transport(transport, reset=reset)
+                _close_transport(transport, reset=reset, flush=flush)
         fields: dict[str, Any] = {
             "by": by,
             "reset": reset,
@@ -250,8 +254,11 @@ class SideProtocol(asyncio.Protocol):
         self.connection.writing_paused(self.side, False)
 
 
-def _close_transport(transport: asyncio.Transport, *, reset: bool) -> None:
+def _close_transport(transport: asyncio.Transport, *, reset: bool, flush: bool) -> None:
     if transport.is_closing():
+        return
+    if not flush and transport.get_write_buffer_size():
+        transport.abort()
         return
     if reset:
         sock = transport.get_extra_info("socket")

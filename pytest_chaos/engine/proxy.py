@@ -87,7 +87,7 @@ class Proxy:
             server.close()
         connections = list(self.connections)
         for connection in connections:
-            connection.close(by="proxy")
+            connection.close(by="proxy", flush=False)
         if connections:
             # Answer the API only once clients see their connections closed, as upstream does;
             # bounded, since a socket with unsent data may take longer to let go.

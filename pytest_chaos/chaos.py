@@ -47,8 +47,11 @@ class Chaos:
             _, self._events_since = self.client.events(since=AFTER_EVERYTHING)
 
     # -- proxies
-    def proxy(self, name: str, upstream: str | None = None) -> ProxyInfo:
-        """The proxy called `name`, created on a free loopback port if it does not exist.
+    def proxy(
+        self, name: str, upstream: str | None = None, *, listen: str = "127.0.0.1:0"
+    ) -> ProxyInfo:
+        """The proxy called `name`, created if it does not exist, listening on `listen`
+        (default: a free loopback port; a Toxiproxy in a container needs e.g. "0.0.0.0:26379").
 
         Proxies live for the whole session, so clients made in other fixtures keep working;
         with `upstream`, an existing proxy is pointed at it.
@@ -62,7 +65,7 @@ class Chaos:
                     f"no proxy named {name!r}; pass upstream='host:port' to create it"
                     f" (known proxies: {_known(proxies)})"
                 )
-            return self.server.create_proxy(name, upstream)
+            return self.server.create_proxy(name, upstream, listen=listen)
         if upstream is not None:
             return self.server.point(name, upstream, existing)
         return existing

@@ -76,7 +76,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if settings.backend != "embedded" or session.config.option.collectonly:
         return
     if any(_uses_chaos(item) for item in session.items):
-        from pytest_chaos.backends import EngineProcess
+        from pytest_chaos.engine_process import EngineProcess
 
         process = EngineProcess(settings.seed)
         process.launch()
@@ -86,7 +86,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def _uses_chaos(item: pytest.Item) -> bool:
     names = getattr(item, "fixturenames", ())
     return any(name in names for name in CHAOS_FIXTURES) or any(
-        item.iter_markers(name) for name in MARKER_NAMES
+        item.get_closest_marker(name) is not None for name in MARKER_NAMES
     )
 
 

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pytest_chaos.policies import Exponential, Fixed, Policy
 from pytest_chaos.recorders import BreakerRecorder, RetryRecorder, normalise_state
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 # How long the proxy may take to see a client's close after the call gave up.
 CLOSE_GRACE_SECONDS = 0.5
+CLOSE_POLL_SECONDS = 0.02
 
 
 class ChaosAssertionError(AssertionError):
@@ -85,7 +86,14 @@ def assert_timeout_propagates(
     worker = threading.Thread(target=run, name="assert_timeout_propagates", daemon=True)
     worker.start()
     worker.join(limit)
-    return _judge_timeout(result, started, budget, tolerance, chaos, proxy)
+    outcome = _judge_call(result, started, budget, tolerance, chaos, proxy)
+    deadline = time.monotonic() + CLOSE_GRACE_SECONDS
+    left_open = _open_connections(chaos, proxy, started)
+    while left_open and time.monotonic() < deadline:
+        time.sleep(CLOSE_POLL_SECONDS)
+        left_open = _open_connections(chaos, proxy, started)
+    _judge_connections(outcome, left_open)
+    return outcome
 
 
 async def assert_timeout_propagates_async(
@@ -96,24 +104,39 @@ async def assert_timeout_propagates_async(
     chaos: Chaos | None = None,
     proxy: str | None = None,
 ) -> TimeoutOutcome:
-    """The async form: awaits `call()`; a coroutine still running at the limit is cancelled."""
+    """The async form: awaits `call()`; a coroutine still running at the limit is reported,
+    then cancelled (and given a moment to clean up)."""
     __tracebackhide__ = True
     result: dict[str, Any] = {}
     started = time.monotonic()
     task = asyncio.ensure_future(call())
-    done, _ = await asyncio.wait([task], timeout=budget + tolerance)
-    if task in done:
-        result["ended"] = time.monotonic()
-        if task.exception() is not None:
-            result["error"] = task.exception()
-        else:
-            result["value"] = task.result()
-    else:
-        task.cancel()
-    return _judge_timeout(result, started, budget, tolerance, chaos, proxy)
+    try:
+        done, _ = await asyncio.wait([task], timeout=budget + tolerance)
+        if task in done:
+            result["ended"] = time.monotonic()
+            if task.cancelled():
+                result["error"] = asyncio.CancelledError()
+            elif task.exception() is not None:
+                result["error"] = task.exception()
+            else:
+                result["value"] = task.result()
+        outcome = _judge_call(result, started, budget, tolerance, chaos, proxy)
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.wait([task], timeout=CLOSE_GRACE_SECONDS)
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved, so asyncio does not log it as forgotten
+    deadline = time.monotonic() + CLOSE_GRACE_SECONDS
+    left_open = _open_connections(chaos, proxy, started)
+    while left_open and time.monotonic() < deadline:
+        await asyncio.sleep(CLOSE_POLL_SECONDS)
+        left_open = _open_connections(chaos, proxy, started)
+    _judge_connections(outcome, left_open)
+    return outcome
 
 
-def _judge_timeout(
+def _judge_call(
     result: dict[str, Any],
     started: float,
     budget: float,
@@ -127,12 +150,12 @@ def _judge_timeout(
     if "ended" not in result:
         raise _fail(
             f"The call did not give up within its {budget_text}.",
-            [
-                f"still running after {_s(time.monotonic() - started)}",
-                *_open_connections(chaos, proxy, started),
-            ],
-            "does every network call have a timeout? A per-read socket timeout does not bound"
-            " a whole request when data keeps trickling in (slicer, bandwidth).",
+            # The limit rather than a fresh reading of the clock: the call was still running
+            # when the limit passed, and the message stays the same from run to run.
+            [f"still running after {_s(limit)}", *_open_connections(chaos, proxy, started)],
+            "does every network call have a timeout, shorter than the budget? A per-read"
+            " socket timeout does not bound a whole request when data keeps trickling in"
+            " (slicer, bandwidth).",
         )
     elapsed = result["ended"] - started
     if "error" not in result:
@@ -155,29 +178,31 @@ def _judge_timeout(
             [f"raised {type(error).__name__} after {_s(elapsed)}"],
             "is the timeout longer than the budget, or retried after it expired?",
         )
-    left_open = _open_connections(chaos, proxy, started, wait=CLOSE_GRACE_SECONDS)
-    if left_open:
-        raise _fail(
-            "The call timed out but left its connection open at the proxy.",
-            [f"raised {type(error).__name__} after {_s(elapsed)}", *left_open],
-            "does the client close (or return to its pool as broken) a connection whose"
-            " request timed out?",
-        )
     return TimeoutOutcome(elapsed, error)
 
 
-def _open_connections(
-    chaos: Chaos | None, proxy: str | None, since: float, wait: float = 0.0
-) -> list[str]:
+def _judge_connections(outcome: TimeoutOutcome, left_open: list[str]) -> None:
+    __tracebackhide__ = True
+    if left_open:
+        raise _fail(
+            "The call timed out but left its connection open at the proxy.",
+            [f"raised {type(outcome.error).__name__} after {_s(outcome.elapsed)}", *left_open],
+            "does the client close (or return to its pool as broken) a connection whose"
+            " request timed out?",
+        )
+
+
+def _open_connections(chaos: Chaos | None, proxy: str | None, since: float) -> list[str]:
+    """The connections opened at `proxy` since `since` that the client still holds: neither
+    closed nor half-closed by the client."""
     if chaos is None or proxy is None:
         return []
-    deadline = time.monotonic() + wait
-    while True:
-        opened = [c for c in connections(chaos.events(proxy)) if c.accepted_at >= since]
-        still_open = [c for c in opened if c.closed_at is None]
-        if not still_open or time.monotonic() >= deadline:
-            return [f"connection {c} at the proxy" for c in still_open]
-        time.sleep(0.02)
+    opened = [c for c in connections(chaos.events(proxy)) if c.accepted_at >= since]
+    return [
+        f"connection {c} at the proxy"
+        for c in opened
+        if c.closed_at is None and c.client_closed_at is None
+    ]
 
 
 # ------------------------------------------------------------------------------ backoff
@@ -201,7 +226,7 @@ def assert_backoff(
     """The waits between attempts must follow `policy`.
 
     `observations` is a recorder (`record_tenacity`, `record_stamina`) or attempt times seen
-    on the wire (`chaos.attempts(proxy)`). Each wait may deviate by `tolerance` seconds
+    on the wire (`wire_attempts(chaos, proxy)`). Each wait may deviate by `tolerance` seconds
     (default: 20 ms or 10 % of the expected wait, whichever is larger). With `attempts`,
     the number of attempts must match too.
     """
@@ -306,8 +331,8 @@ def assert_breaker_transitions(
 def _breaker_hint(seen: list[str], wanted: list[str]) -> str:
     if "open" in wanted and "open" not in seen:
         return (
-            "the breaker never opened: is fail_max (threshold) reached by the failures, and"
-            " are the errors excluded from counting?"
+            "the breaker never opened: do the failures reach fail_max (threshold), or are"
+            " the errors excluded from counting?"
         )
     if "half-open" in wanted and "half-open" not in seen:
         return "the breaker never probed: was a call made after the reset timeout elapsed?"
@@ -323,8 +348,7 @@ def assert_no_traffic(
     """No connection was accepted and no data was carried by `proxy` in the window(s)
     `during` (monotonic times, e.g. `recorder.open_windows()`)."""
     __tracebackhide__ = True
-    windows: Sequence[tuple[float, float | None]]
-    windows = [during] if isinstance(during, tuple) else during
+    windows = _windows(during)
     events = chaos.events(proxy)
     bullets = []
     for start, end in windows:
@@ -345,6 +369,16 @@ def assert_no_traffic(
             "calls made while the breaker is open must be rejected without touching the"
             " dependency.",
         )
+
+
+def _windows(
+    during: tuple[float, float | None] | Sequence[tuple[float, float | None]],
+) -> list[tuple[float, float | None]]:
+    # One window is a (start, end) pair of numbers; anything else is a collection of windows
+    # (a list, or a tuple of pairs).
+    if len(during) == 2 and not isinstance(during[0], tuple):
+        return [cast(tuple[float, float | None], during)]
+    return list(cast(Sequence[tuple[float, float | None]], during))
 
 
 def wire_connections(chaos: Chaos, proxy: str) -> list[WireConnection]:

@@ -22,45 +22,60 @@ class WireConnection:
     closed_by: str | None
     reset: bool
     upstream_failed: bool
+    # When the client gave the connection up: its FIN (a half-close) or its close/reset. The
+    # proxy may close the connection later, and say so in `closed_by` (e.g. a stall toxic that
+    # swallowed the server's answering FIN), but the client let go first.
+    client_closed_at: float | None = None
 
     def __str__(self) -> str:
-        state = (
-            "still open"
-            if self.closed_at is None
-            else f"{'reset' if self.reset else 'closed'} by {self.closed_by}"
-        )
+        if self.closed_at is None:
+            state = "half-closed by client" if self.client_closed_at is not None else "still open"
+        else:
+            state = f"{'reset' if self.reset else 'closed'} by {self.closed_by}"
+            if self.closed_by != "client" and self.client_closed_at is not None:
+                state += ", after the client's FIN"
         return f"{self.proxy}#{self.id} ({state})"
 
 
 def connections(events: Iterable[Event], proxy: str | None = None) -> list[WireConnection]:
     """Every connection accepted by `proxy` (all proxies when None), oldest first."""
-    found: dict[int, dict[str, Any]] = {}
+    # Keyed by proxy and id: the engine numbers connections across all its proxies, but
+    # nothing in an event promises that.
+    found: dict[tuple[str, int], dict[str, Any]] = {}
     for event in events:
         if proxy is not None and event.get("proxy") != proxy:
             continue
         conn = event.get("connection")
         if conn is None:
             continue
+        key = (event["proxy"], conn)
         kind = event["kind"]
         if kind == "accepted":
-            found[conn] = {"proxy": event["proxy"], "accepted_at": event["time"], "failed": False}
-        elif conn in found:
+            found[key] = {"accepted_at": event["time"], "failed": False}
+        elif key in found:
+            data = found[key]
             if kind == "upstream_failed":
-                found[conn]["failed"] = True
+                data["failed"] = True
+            elif kind == "half_closed" and event.get("side") == "client":
+                data.setdefault("client_closed_at", event["time"])
             elif kind == "closed":
-                found[conn].update(closed_at=event["time"], by=event["by"], reset=event["reset"])
-    return [
+                data.update(closed_at=event["time"], by=event["by"], reset=event["reset"])
+                if event["by"] == "client":
+                    data.setdefault("client_closed_at", event["time"])
+    seen = [
         WireConnection(
             id=conn,
-            proxy=data["proxy"],
+            proxy=name,
             accepted_at=data["accepted_at"],
             closed_at=data.get("closed_at"),
             closed_by=data.get("by"),
             reset=bool(data.get("reset", False)),
             upstream_failed=data["failed"],
+            client_closed_at=data.get("client_closed_at"),
         )
-        for conn, data in sorted(found.items())
+        for (name, conn), data in found.items()
     ]
+    return sorted(seen, key=lambda c: (c.accepted_at, c.id))
 
 
 def attempt_times(events: Iterable[Event], proxy: str) -> list[float]:

@@ -148,6 +148,8 @@ class Connection:
             return
         if self._first_fin is None:
             self._first_fin = side
+        # Bytes read before the FIN are reported before it.
+        link.flush_data_report()
         self.record("half_closed", side=side)
         link.feed_eof()
 
@@ -197,6 +199,7 @@ class Connection:
             return
         self.closed = True
         for link in self.links.values():
+            link.flush_data_report()
             link.stop()
         for transport in (self.client, self.server):
             if transport is not None:
@@ -219,8 +222,15 @@ class Connection:
     def record(self, kind: str, **fields: Any) -> None:
         self.proxy.events.record(kind, proxy=self.proxy.name, connection=self.id, **fields)
 
-    def record_data(self, direction: str, size: int) -> None:
-        self.record("data", direction=direction, bytes=size)
+    def record_data(self, direction: str, size: int, *, at: float) -> None:
+        self.proxy.events.record(
+            "data",
+            proxy=self.proxy.name,
+            at=at,
+            connection=self.id,
+            direction=direction,
+            bytes=size,
+        )
 
 
 class SideProtocol(asyncio.Protocol):

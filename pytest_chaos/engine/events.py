@@ -25,9 +25,13 @@ class EventLog:
         self._sequence = itertools.count(1)
         self.last_seq = 0
 
-    def record(self, kind: str, proxy: str | None = None, **fields: Any) -> Event:
+    def record(
+        self, kind: str, proxy: str | None = None, *, at: float | None = None, **fields: Any
+    ) -> Event:
+        """Append an event stamped `at` (default: now, `time.monotonic()`)."""
         seq = next(self._sequence)
-        event: Event = {"seq": seq, "time": time.monotonic(), "kind": kind, "proxy": proxy}
+        stamp = time.monotonic() if at is None else at
+        event: Event = {"seq": seq, "time": stamp, "kind": kind, "proxy": proxy}
         event.update(fields)
         self._events.append(event)
         self.last_seq = seq

@@ -177,6 +177,7 @@ class Link:
         self._reading_paused = False
         self._unreported = 0
         self._last_data_event = -1.0
+        self._last_chunk_at = 0.0
 
     # -- input from the source side
     def feed(self, data: bytes) -> None:
@@ -184,6 +185,7 @@ class Link:
         self.bytes_in += size
         self._unreported += size
         now = time.monotonic()
+        self._last_chunk_at = now
         if now - self._last_data_event >= DATA_EVENT_INTERVAL:
             self._report_data(now)
         if self.stages:
@@ -203,7 +205,7 @@ class Link:
 
     def _report_data(self, now: float) -> None:
         self._last_data_event = now
-        self.connection.record_data(self.direction, self._unreported)
+        self.connection.record_data(self.direction, self._unreported, at=self._last_chunk_at)
         self._unreported = 0
 
     # -- output to the destination side
@@ -227,9 +229,13 @@ class Link:
         if self.finished:
             return
         self.finished = True
+        self.flush_data_report()
+        self.connection.link_finished(self)
+
+    def flush_data_report(self) -> None:
+        """Report bytes not yet in a data event, stamped when the last of them arrived."""
         if self._unreported:
             self._report_data(time.monotonic())
-        self.connection.link_finished(self)
 
     # -- flow control: stop reading while the destination or the chain is full
     def destination_full(self, full: bool) -> None:

@@ -1,0 +1,1360 @@
+#!/usr/bin/env python3
+"""Benchmark the pytest-chaos engine against a direct connection and upstream Toxiproxy.
+
+Run from the project root with the project's virtualenv:
+
+    .venv/bin/python benchmarks/engine_bench.py [--quick] [--json PATH]
+
+Every load generator (iperf3, redis-benchmark, the RTT probe) runs in its own
+process, so the figures measure the proxy and not this script.  Only 127.0.0.1
+is ever contacted.  See benchmarks/README.md for what each figure means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import inspect
+import json
+import math
+import os
+import platform
+import queue
+import re
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+HOST = "127.0.0.1"
+URL_RE = re.compile(r"http://([0-9.]+):(\d+)")
+LATENCY_MS = 20.0
+TOXIC_NAME = "bench_latency"
+# Connection-rate runs use a handful of concurrent clients: one client would
+# measure connect() latency rather than how fast the proxy can accept.
+CONN_CLIENTS = 10
+PROBE_CMD = "_rtt-probe"
+MAX_FAILURES = 2  # failed runs after which a metric is given up for a target
+# A ratio whose runs spread wider than +/-20% (target's or direct's) is flagged
+# noisy: on 2 CPUs rates are bimodal (same CPU or not) and a median can flip.
+NOISY_SPREAD = 0.4
+# Share of one CPU that other processes may use during a run before it is called skewed.
+FOREIGN_LIMIT = 0.15
+
+
+class BenchError(Exception):
+    """A measurement or set-up step failed; the message is meant for the user."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    reps: int  # repetitions of each noisy measurement; the median is reported
+    iperf_seconds: int  # duration of one iperf3 run
+    rr_seconds: float  # target duration of one redis-benchmark run
+    base_samples: int  # RTT samples through a proxy without a toxic
+    toxic_samples: int  # RTT samples with the 20 ms latency toxic
+
+
+# Five repetitions: on a 2-core machine loopback throughput is bimodal (client
+# and server on the same core or not), and a median of five rides that out.
+# 500 toxic samples (~10 s per proxy): p99 is then the 5th-worst sample, not the 3rd,
+# so a single scheduling hiccup moves it less.
+FULL = Settings(reps=5, iperf_seconds=2, rr_seconds=1.0, base_samples=400, toxic_samples=500)
+QUICK = Settings(reps=1, iperf_seconds=1, rr_seconds=0.5, base_samples=150, toxic_samples=100)
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    unit: str
+
+
+METRICS = (
+    Metric("tput_up", "throughput client->server", "Gbit/s"),
+    Metric("tput_down", "throughput server->client (-R)", "Gbit/s"),
+    Metric("rr_1", "round trips, 1 client", "req/s"),
+    Metric("rr_50", "round trips, 50 clients", "req/s"),
+    Metric("conn", f"new connections ({CONN_CLIENTS} clients)", "conn/s"),
+)
+# (metric key, concurrent clients, keep-alive) for the redis-benchmark metrics.
+REDIS_RUNS = (("rr_1", 1, True), ("rr_50", 50, True), ("conn", CONN_CLIENTS, False))
+
+
+@dataclass(frozen=True)
+class Goal:
+    key: str
+    label: str
+    kind: str  # "ratio": at least limit x direct; "ms": |error| at most limit
+    limit: float
+
+
+GOALS = (
+    Goal("tput_up", "throughput client->server", "ratio", 0.5),
+    Goal("tput_down", "throughput server->client", "ratio", 0.5),
+    Goal("rr_50", "round trips, 50 clients", "ratio", 0.5),
+    Goal("rr_1", "round trips, 1 client", "ratio", 0.4),
+    Goal("conn", "new connections", "ratio", 0.25),
+    Goal("err_p50", "latency toxic error p50", "ms", 1.0),
+    Goal("err_p99", "latency toxic error p99", "ms", 2.0),
+)
+
+
+def log(message: str) -> None:
+    """Progress goes to stderr so stdout holds only the report."""
+    print(message, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------
+# Process supervision
+# --------------------------------------------------------------------------
+
+
+class Supervisor:
+    """Starts every child in its own process group and ends them all on exit.
+
+    A new session per child means Ctrl-C reaches only this script, which then
+    terminates each group itself; killing the group also ends any grandchildren
+    (e.g. worker processes an engine might fork).
+    """
+
+    def __init__(self) -> None:
+        self._procs: list[tuple[str, subprocess.Popen[Any]]] = []
+
+    def spawn(self, label: str, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        kwargs.setdefault("stdin", subprocess.DEVNULL)
+        proc: subprocess.Popen[Any] = subprocess.Popen(argv, start_new_session=True, **kwargs)
+        self._procs.append((label, proc))
+        return proc
+
+    def run(self, argv: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
+        """Run a short-lived client to completion; kill its group if it overruns."""
+        proc = self.spawn(argv[0], argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop(proc)
+            raise BenchError(f"{argv[0]} did not finish within {timeout:.0f} s") from None
+        except BaseException:
+            self.stop(proc)
+            raise
+        self._forget(proc)
+        return subprocess.CompletedProcess(list(argv), proc.returncode, out, err)
+
+    def stop(self, proc: subprocess.Popen[Any], grace: float = 3.0) -> None:
+        # Signal the group only while its leader is unreaped: afterwards its id
+        # could in principle be reused by an unrelated process.
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if proc.poll() is not None:
+                break
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=grace)
+        self._forget(proc)
+
+    def stop_all(self) -> None:
+        # Newest first: clients before the proxies before the upstream servers.
+        for _, proc in reversed(list(self._procs)):
+            self.stop(proc)
+
+    def _forget(self, proc: subprocess.Popen[Any]) -> None:
+        self._procs = [(label, p) for label, p in self._procs if p is not proc]
+
+    def live_pids(self) -> list[int]:
+        return [p.pid for _, p in self._procs if p.returncode is None]
+
+
+class StdoutDrain:
+    """Reads a child's stdout on a thread so the child never blocks on a full pipe."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.tail: deque[str] = deque(maxlen=20)
+        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream: IO[str]) -> None:
+        for line in stream:
+            self.tail.append(line.rstrip())
+            self.lines.put(line)
+        self.lines.put(None)  # end of file
+
+
+def free_port() -> int:
+    """A port that was free a moment ago (the usual small race is acceptable here)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def is_listening(port: int) -> bool:
+    """Check the kernel's socket table rather than connecting.
+
+    A probe connection would count as a failed test run for iperf3's server.
+    """
+    wanted = f"{port:04X}"
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()  # local address is "HEXIP:HEXPORT", state 0A = LISTEN
+                if fields[1].rsplit(":", 1)[-1] == wanted and fields[3] == "0A":
+                    return True
+    return False
+
+
+def wait_until(
+    ready: Callable[[], bool], proc: subprocess.Popen[Any], label: str, timeout: float = 15.0
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"{label} exited with code {proc.returncode} while starting")
+        if ready():
+            return
+        time.sleep(0.05)
+    raise BenchError(f"{label} was not ready after {timeout:.0f} s")
+
+
+def log_tail(path: Path, lines: int = 15) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    return ""
+
+
+# --------------------------------------------------------------------------
+# Toxiproxy HTTP API (shared by the engine and upstream Toxiproxy)
+# --------------------------------------------------------------------------
+
+
+class ToxiproxyApi:
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        # No ProxyHandler entries: an http_proxy variable in the environment must
+        # not divert requests meant for 127.0.0.1.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def request(self, method: str, path: str, body: object = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            self.base_url + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with self._opener.open(req, timeout=10) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")[:300]
+            raise BenchError(f"{method} {path} -> HTTP {exc.code}: {detail}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise BenchError(f"{method} {self.base_url}{path} failed: {exc}") from None
+        return json.loads(raw) if raw.strip() else None
+
+    def responds(self) -> bool:
+        try:
+            self.request("GET", "/proxies")
+        except BenchError:
+            return False
+        return True
+
+    def create_proxy(self, name: str, upstream_port: int) -> int:
+        """Create a proxy on an ephemeral port and return the port it got."""
+        body = {"name": name, "listen": f"{HOST}:0", "upstream": f"{HOST}:{upstream_port}"}
+        proxy = self.request("POST", "/proxies", body)
+        listen = str(proxy.get("listen", "")) if isinstance(proxy, dict) else ""
+        port = listen.rsplit(":", 1)[-1]
+        if not port.isdigit() or int(port) == 0:
+            raise BenchError(f"POST /proxies returned no usable listen address: {proxy!r}")
+        return int(port)
+
+    def add_latency(self, proxy: str, latency_ms: float) -> None:
+        toxic = {
+            "name": TOXIC_NAME,
+            "type": "latency",
+            "stream": "downstream",
+            "toxicity": 1.0,
+            "attributes": {"latency": int(latency_ms), "jitter": 0},
+        }
+        self.request("POST", f"/proxies/{proxy}/toxics", toxic)
+
+    def remove_toxic(self, proxy: str, toxic: str) -> None:
+        self.request("DELETE", f"/proxies/{proxy}/toxics/{toxic}")
+
+
+# --------------------------------------------------------------------------
+# Servers: upstreams and proxies
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    """One way of reaching the upstream servers: directly or through a proxy."""
+
+    name: str
+    iperf_port: int | None
+    redis_port: int | None
+    api: ToxiproxyApi | None = None
+    redis_proxy: str | None = None
+    proc: subprocess.Popen[Any] | None = None  # the proxy server's process
+    logfile: Path | None = None  # where that process's output goes
+
+    def down(self) -> str | None:
+        """Why this target cannot be measured any more, or None while it is up."""
+        if self.proc is None or self.proc.poll() is None:
+            return None
+        code = self.proc.returncode
+        if code < 0:
+            return f"{self.name} process was killed by signal {-code} mid-run"
+        # Exit 0 is a clean shutdown, which a server does on SIGTERM/SIGINT: this
+        # script sends none before the end, so something else on the machine did.
+        hint = " (a clean shutdown: did something send it SIGTERM?)" if code == 0 else ""
+        return f"{self.name} process exited with code {code} mid-run{hint}"
+
+
+@dataclass
+class Env:
+    sup: Supervisor
+    settings: Settings
+    logdir: Path
+    iperf_server: IperfServer | None = None
+    redis_port: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+        log(f"note: {message}")
+
+    def spawn_logged(
+        self, label: str, argv: Sequence[str], logname: str, **kwargs: Any
+    ) -> subprocess.Popen[Any]:
+        """Start a server with its output in a log file: an unread pipe would fill up."""
+        with (self.logdir / logname).open("a") as logfile:
+            return self.sup.spawn(label, argv, stdout=logfile, stderr=subprocess.STDOUT, **kwargs)
+
+
+class IperfServer:
+    """iperf3 -s on a fixed port; restartable because a failed run can wedge it."""
+
+    def __init__(self, env: Env) -> None:
+        self.env = env
+        self.port = free_port()
+        self.proc: subprocess.Popen[Any] | None = None
+        self.start()
+
+    def start(self) -> None:
+        argv = ["iperf3", "-s", "-B", HOST, "-p", str(self.port)]
+        self.proc = self.env.spawn_logged("iperf3 -s", argv, "iperf3-server.log")
+        wait_until(lambda: is_listening(self.port), self.proc, "iperf3 server")
+
+    def restart(self) -> None:
+        if self.proc is not None:
+            self.env.sup.stop(self.proc)
+        self.start()
+
+
+def start_redis(env: Env) -> int:
+    port = free_port()
+    argv = ["redis-server", "--port", str(port), "--bind", HOST]
+    argv += ["--save", "", "--appendonly", "no"]
+    proc = env.spawn_logged("redis-server", argv, "redis-server.log")
+    wait_until(lambda: is_listening(port), proc, "redis-server")
+    return port
+
+
+def engine_module_problem(python: str, sup: Supervisor) -> str | None:
+    """Say why `python -m pytest_chaos` cannot run, or None if it can."""
+    check = (
+        "import importlib.util as u, sys; sys.exit(u.find_spec('pytest_chaos.__main__') is None)"
+    )
+    result = sup.run([python, "-c", check], timeout=30)
+    if result.returncode == 0:
+        return None
+    return (
+        f"the engine is not available: `{python} -m pytest_chaos` cannot be imported "
+        f"(pytest_chaos/__main__.py missing, or pytest_chaos not installed for this "
+        f"interpreter; run with the project's .venv/bin/python). "
+        f"Use --no-engine to measure only the other targets. "
+        f"({(result.stderr.strip().splitlines() or ['find_spec found nothing'])[-1]})"
+    )
+
+
+# A started proxy server: its API, its process and its log file.
+Server = tuple[ToxiproxyApi, subprocess.Popen[Any], Path]
+
+
+def start_engine(env: Env, extra_args: Sequence[str]) -> Server:
+    argv = [sys.executable, "-m", "pytest_chaos", "serve", "--host", HOST, "--port", "0"]
+    argv += extra_args
+    errlog = env.logdir / "engine.log"
+    with errlog.open("a") as stderr:
+        proc = env.sup.spawn(
+            "engine", argv, stdout=subprocess.PIPE, stderr=stderr, text=True, bufsize=1
+        )
+    assert proc.stdout is not None
+    drain = StdoutDrain(proc.stdout)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            line = drain.lines.get(timeout=0.2)
+        except queue.Empty:
+            if proc.poll() is None:
+                continue
+            line = None
+        if line is None:
+            proc.wait(timeout=5)
+            raise BenchError(
+                f"the engine exited (code {proc.returncode}) before printing its URL: "
+                f"{' '.join(argv)}\n--- stderr ---\n{log_tail(errlog)}"
+            )
+        match = URL_RE.search(line)
+        if match:
+            return ToxiproxyApi(f"http://{match.group(1)}:{match.group(2)}"), proc, errlog
+    raise BenchError(f"the engine printed no http://HOST:PORT line within 30 s: {list(drain.tail)}")
+
+
+def start_toxiproxy(env: Env, binary: str) -> Server:
+    port = free_port()
+    # Upstream logs every accepted connection at info level; that would tax the
+    # connection-rate figure with log formatting the engine does not do.
+    argv = [binary, "-host", HOST, "-port", str(port)]
+    proc_env = {**os.environ, "LOG_LEVEL": "error"}
+    proc = env.spawn_logged("toxiproxy-server", argv, "toxiproxy.log", env=proc_env)
+    api = ToxiproxyApi(f"http://{HOST}:{port}")
+    wait_until(api.responds, proc, "toxiproxy-server")
+    return api, proc, env.logdir / "toxiproxy.log"
+
+
+def proxied_target(env: Env, name: str, server: Server) -> Target:
+    api, proc, logfile = server
+    iperf_port = redis_port = None
+    if env.iperf_server is not None:
+        iperf_port = api.create_proxy("bench_iperf3", env.iperf_server.port)
+    if env.redis_port is not None:
+        redis_port = api.create_proxy("bench_redis", env.redis_port)
+    target = Target(name, iperf_port, redis_port, api, "bench_redis", proc, logfile)
+    if redis_port is not None and not answers_ping(redis_port):
+        env.note(f"{name}: a PING through the new proxy got no PONG within 2 s")
+    return target
+
+
+# --------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Results:
+    runs: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    errors: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    abandoned: set[tuple[str, str]] = field(default_factory=set)
+    latency: dict[str, LatencyResult] = field(default_factory=dict)
+    latency_skipped: dict[str, str] = field(default_factory=dict)
+
+    def add(self, target: str, metric: str, value: float) -> None:
+        self.runs.setdefault(target, {}).setdefault(metric, []).append(value)
+
+    def fail(self, target: str, metric: str, message: str, *, final: bool = False) -> None:
+        """Record a failed run. One failure is tolerated (a stray signal, a hiccup);
+        a second one, or a final one (target down), abandons the metric so a broken
+        proxy does not cost every remaining repetition its full timeout."""
+        errors = self.errors.setdefault(target, {}).setdefault(metric, [])
+        errors.append(message)
+        if final or len(errors) >= MAX_FAILURES:
+            self.abandoned.add((target, metric))
+        log(f"  {target} {metric}: FAILED: {message}")
+
+    def failed(self, target: str, metric: str) -> bool:
+        """True once the metric has been given up for this target."""
+        return (target, metric) in self.abandoned
+
+    def failures(self, target: str, metric: str) -> list[str]:
+        return self.errors.get(target, {}).get(metric, [])
+
+    def median(self, target: str, metric: str) -> float | None:
+        values = self.runs.get(target, {}).get(metric)
+        return statistics.median(values) if values else None
+
+    def spread(self, target: str, metric: str) -> float | None:
+        """(max - min) / median of the repetitions: a rough noise indicator."""
+        values = self.runs.get(target, {}).get(metric, [])
+        middle = self.median(target, metric)
+        if len(values) < 2 or not middle:
+            return None
+        return (max(values) - min(values)) / middle
+
+    def ratio(self, target: str, metric: str) -> float | None:
+        value, direct = self.median(target, metric), self.median("direct", metric)
+        if value is None or not direct:
+            return None
+        return value / direct
+
+
+@dataclass
+class LatencyResult:
+    base_p50: float  # RTT without a toxic, ms
+    base_p99: float
+    toxic_p50: float | None  # RTT with the toxic, ms (None for the noise floor)
+    err_p50: float  # error = rtt - toxic latency - median base RTT, ms
+    err_p99: float
+    err_p90: float  # JSON only: with p99 and max, tells a few outliers from a shift
+    err_max: float
+    samples: int
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile; q in 0..100."""
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    low, high = math.floor(pos), math.ceil(pos)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+# --------------------------------------------------------------------------
+# Load generators (each in its own process)
+# --------------------------------------------------------------------------
+
+
+def iperf_gbps(env: Env, port: int, reverse: bool) -> float:
+    try:
+        return iperf_once(env, port, reverse)
+    except BenchError as exc:
+        # The server needs a moment to reset between tests; on a loaded machine the
+        # next client can arrive first. That is not the proxy's failure: retry once.
+        if "busy" not in str(exc):
+            raise
+    time.sleep(1.0)
+    return iperf_once(env, port, reverse)
+
+
+def iperf_once(env: Env, port: int, reverse: bool) -> float:
+    seconds = env.settings.iperf_seconds
+    argv = ["iperf3", "-c", HOST, "-p", str(port), "-t", str(seconds), "-J"]
+    if reverse:
+        argv.append("-R")  # server sends, client receives
+    try:
+        result = env.sup.run(argv, timeout=seconds + 10)
+    except BenchError as exc:
+        raise BenchError(f"{exc} (the transfer stalled)") from None
+    try:
+        report = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        raise BenchError(f"iperf3 printed no JSON: {result.stderr.strip()[:300]}") from None
+    if "error" in report:
+        raise BenchError(f"iperf3: {report['error']}")
+    # sum_received is what actually arrived, whichever side received it.
+    return float(report["end"]["sum_received"]["bits_per_second"]) / 1e9
+
+
+def redis_rps(env: Env, port: int, clients: int, keepalive: bool, requests: int) -> float:
+    argv = ["redis-benchmark", "-h", HOST, "-p", str(port), "-c", str(clients)]
+    argv += ["-n", str(requests), "-k", "1" if keepalive else "0", "-t", "ping_mbulk", "--csv"]
+    if not answers_ping(port):
+        raise BenchError("no PONG within 2 s: the proxy does not forward")
+    # redis-benchmark spins forever when it cannot connect or a reply never comes,
+    # so it always gets a deadline, well beyond a sized run (or a warm-up run at
+    # ~100 req/s).
+    result = env.sup.run(argv, timeout=15 + env.settings.rr_seconds * 10)
+    for line in result.stdout.splitlines():
+        cells = [cell.strip('"') for cell in line.split(",")]
+        if cells[0] == "PING_MBULK" and len(cells) > 1:
+            return float(cells[1])
+    # Its "Keepalive disabled" warning is printed on every -k 0 run: not the cause.
+    lines = [ln for ln in (result.stdout + result.stderr).splitlines() if ln.strip()]
+    detail = " | ".join(ln for ln in lines if not ln.startswith("WARNING: Keepalive"))[-300:]
+    how = (
+        f"was killed by signal {-result.returncode}"
+        if result.returncode < 0
+        else f"exited {result.returncode}"
+    )
+    raise BenchError(f"redis-benchmark {how} without a result. {detail}".strip())
+
+
+PONG = b"+PONG\r\n"
+
+
+def ping(sock: socket.socket) -> bytes:
+    """Send an inline PING and return the reply line (b"" if the peer closed)."""
+    sock.sendall(b"PING\r\n")
+    reply = b""
+    while not reply.endswith(b"\r\n"):
+        chunk = sock.recv(64)
+        if not chunk:
+            return b""
+        reply += chunk
+    return reply
+
+
+def answers_ping(port: int, timeout: float = 2.0) -> bool:
+    """One PING/PONG: a cheap check that a proxy forwards before a long run."""
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout) as sock:
+            return ping(sock) == PONG
+    except OSError:
+        return False
+
+
+def sized_requests(env: Env, port: int, clients: int, keepalive: bool) -> int:
+    """Size a run to last about rr_seconds from a short warm-up run's rate.
+
+    redis-benchmark counts requests, not time, and the rates of the targets
+    differ by an order of magnitude.
+    """
+    warmup = 5000 if clients > 1 and keepalive else 1000
+    rate = redis_rps(env, port, clients, keepalive, warmup)
+    # Connection runs stay below ~20k per run so TIME_WAIT sockets cannot use up
+    # the ephemeral port range even where tcp_tw_reuse is off.
+    ceiling = 500_000 if keepalive else 20_000
+    return int(min(max(rate * env.settings.rr_seconds, 1000), ceiling))
+
+
+def probe_rtts(env: Env, port: int, samples: int) -> list[float]:
+    """PING round trips, in ms, timed by a separate helper process."""
+    warmup = 10
+    argv = [sys.executable, str(Path(__file__).resolve()), PROBE_CMD]
+    argv += [str(port), str(warmup), str(samples)]
+    # With the toxic each sample takes ~20 ms; allow generously for slow proxies.
+    result = env.sup.run(argv, timeout=30 + (samples + warmup) * 0.2)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise BenchError(f"RTT probe failed: {last}")
+    values: list[float] = json.loads(result.stdout)
+    return values
+
+
+def rtt_probe_main(argv: Sequence[str]) -> int:
+    """Helper process: sequential PINGs over one connection, RTTs printed as JSON."""
+    port, warmup, count = (int(arg) for arg in argv)
+    samples: list[float] = []
+    with socket.create_connection((HOST, port), timeout=5) as sock:
+        # Without TCP_NODELAY a small request can wait on Nagle's algorithm.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(warmup + count):
+            start = time.perf_counter()
+            reply = ping(sock)
+            elapsed = time.perf_counter() - start
+            if reply != PONG:
+                raise SystemExit(f"unexpected reply {reply!r} (b'' = closed by peer)")
+            if i >= warmup:
+                samples.append(elapsed * 1000)
+    json.dump(samples, sys.stdout)
+    return 0
+
+
+# --------------------------------------------------------------------------
+# Phases
+# --------------------------------------------------------------------------
+
+
+def measure_throughput(env: Env, targets: Sequence[Target], results: Results) -> None:
+    if env.iperf_server is None:
+        return
+    # Targets are interleaved within each repetition so slow drift on the
+    # machine (thermal, other load) affects every target alike.
+    for rep in range(env.settings.reps):
+        for target in targets:
+            for key, reverse in (("tput_up", False), ("tput_down", True)):
+                if target.iperf_port is None or results.failed(target.name, key):
+                    continue
+                if target.down():
+                    results.fail(target.name, key, str(target.down()), final=True)
+                    continue
+                try:
+                    value = iperf_gbps(env, target.iperf_port, reverse)
+                except BenchError as exc:
+                    results.fail(target.name, key, str(exc))
+                    env.iperf_server.restart()
+                    continue
+                results.add(target.name, key, value)
+                log(
+                    f"  [{rep + 1}/{env.settings.reps}] {target.name:9} {key:9} {value:8.2f} Gbit/s"
+                )
+
+
+def measure_redis(env: Env, targets: Sequence[Target], results: Results) -> None:
+    if env.redis_port is None:
+        return
+    sizes: dict[tuple[str, str], int] = {}
+    for target in targets:
+        for key, clients, keepalive in REDIS_RUNS:
+            if target.redis_port is None:
+                continue
+            if target.down():
+                results.fail(target.name, key, str(target.down()), final=True)
+                continue
+            try:
+                sizes[target.name, key] = sized_requests(env, target.redis_port, clients, keepalive)
+            except BenchError as exc:
+                results.fail(target.name, key, f"warm-up run: {exc}", final=True)
+    for rep in range(env.settings.reps):
+        for target in targets:
+            for key, clients, keepalive in REDIS_RUNS:
+                if (target.name, key) not in sizes or results.failed(target.name, key):
+                    continue
+                assert target.redis_port is not None
+                if target.down():
+                    results.fail(target.name, key, str(target.down()), final=True)
+                    continue
+                requests = sizes[target.name, key]
+                try:
+                    rate = redis_rps(env, target.redis_port, clients, keepalive, requests)
+                except BenchError as exc:
+                    results.fail(target.name, key, str(exc))
+                    continue
+                results.add(target.name, key, rate)
+                log(f"  [{rep + 1}/{env.settings.reps}] {target.name:9} {key:9} {rate:10.0f}/s")
+
+
+class BusyThread:
+    """A pure-Python tight loop in this process, like a CPU-bound test.
+
+    It never releases the GIL voluntarily, so anything else running Python in
+    this process (an in-process engine) only gets the interpreter at the
+    switch interval.
+    """
+
+    def __init__(self) -> None:
+        self.running = False
+        self.iterations = 0
+        self._thread = threading.Thread(target=self._spin, name="busy-loop", daemon=True)
+
+    def _spin(self) -> None:
+        count = 0
+        while self.running:
+            count += 1
+        self.iterations = count
+
+    def __enter__(self) -> BusyThread:
+        self.running = True
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.running = False
+        self._thread.join()
+
+
+def latency_through_proxy(env: Env, api: ToxiproxyApi, proxy: str, port: int) -> LatencyResult:
+    base = probe_rtts(env, port, env.settings.base_samples)
+    api.add_latency(proxy, LATENCY_MS)
+    try:
+        toxic = probe_rtts(env, port, env.settings.toxic_samples)
+    finally:
+        api.remove_toxic(proxy, TOXIC_NAME)
+    base_median = statistics.median(base)
+    errors = [rtt - LATENCY_MS - base_median for rtt in toxic]
+    return LatencyResult(
+        base_p50=base_median,
+        base_p99=percentile(base, 99),
+        toxic_p50=statistics.median(toxic),
+        err_p50=percentile(errors, 50),
+        err_p99=percentile(errors, 99),
+        err_p90=percentile(errors, 90),
+        err_max=max(errors),
+        samples=len(toxic),
+    )
+
+
+def noise_floor(env: Env, port: int) -> LatencyResult:
+    """Direct RTT spread around its median: what the probe itself contributes."""
+    base = probe_rtts(env, port, env.settings.base_samples)
+    base_median = statistics.median(base)
+    errors = [rtt - base_median for rtt in base]
+    return LatencyResult(
+        base_p50=base_median,
+        base_p99=percentile(base, 99),
+        toxic_p50=None,
+        err_p50=percentile(errors, 50),
+        err_p99=percentile(errors, 99),
+        err_p90=percentile(errors, 90),
+        err_max=max(errors),
+        samples=len(base),
+    )
+
+
+def latency_for(env: Env, target: Target) -> LatencyResult:
+    if target.redis_port is None:
+        raise BenchError("no redis port for this target")
+    if target.down():
+        raise BenchError(str(target.down()))
+    if target.api is None or target.redis_proxy is None:
+        return noise_floor(env, target.redis_port)
+    return latency_through_proxy(env, target.api, target.redis_proxy, target.redis_port)
+
+
+def measure_latency(
+    env: Env, targets: Sequence[Target], results: Results, in_process: bool
+) -> None:
+    if env.redis_port is None:
+        return
+    with BusyThread() as busy:
+        for target in targets:
+            label = "direct (noise floor)" if target.api is None else target.name
+            try:
+                result = latency_for(env, target)
+            except BenchError as exc:
+                results.latency_skipped[label] = str(exc)
+                log(f"  {label}: FAILED: {exc}")
+                continue
+            results.latency[label] = result
+            log(f"  {label:22} error p50 {result.err_p50:+.3f} ms  p99 {result.err_p99:+.3f} ms")
+        if in_process:
+            measure_in_process(env, results)
+    if busy.iterations == 0:
+        env.note("the busy thread did not run; latency rows are not under GIL load")
+
+
+# --------------------------------------------------------------------------
+# In-process engine (optional)
+# --------------------------------------------------------------------------
+
+IN_PROCESS_HINT = re.compile(r"thread|background|in_?process", re.IGNORECASE)
+
+
+def find_in_process_starter() -> tuple[str, Callable[..., Any]] | None:
+    """Find what pytest_chaos.engine offers to run the server on a thread.
+
+    Accepted: a function that starts it, or a class (like EngineThread) whose
+    instances have start(); either is recognised by a name that suggests
+    threads or background running, since that API is the engine's to choose.
+    """
+    try:
+        module = importlib.import_module("pytest_chaos.engine")
+    except ImportError:
+        return None
+    for name in sorted(dir(module)):
+        candidate = getattr(module, name)
+        if name.startswith("_") or not callable(candidate) or not IN_PROCESS_HINT.search(name):
+            continue
+        if not inspect.isclass(candidate) or callable(getattr(candidate, "start", None)):
+            return name, candidate
+    return None
+
+
+def call_starter(starter: Callable[..., Any]) -> Any:
+    """Call the starter with host/port when it accepts them (port 0 = any free port)."""
+    params = inspect.signature(starter).parameters
+    kwargs: dict[str, object] = {}
+    if "host" in params:
+        kwargs["host"] = HOST
+    if "port" in params:
+        kwargs["port"] = 0
+    return starter(**kwargs)
+
+
+def api_url_of(*candidates: Any) -> str:
+    """Find the API URL in a start() result or the handle itself."""
+    for item in candidates:
+        texts: list[object] = [item]
+        texts += [getattr(item, attr, None) for attr in ("url", "api_url", "base_url")]
+        texts.append(getattr(getattr(item, "engine", None), "url", None))
+        for text in texts:
+            match = URL_RE.search(text) if isinstance(text, str) else None
+            if match:
+                return match.group(0)
+    raise BenchError(f"cannot find the API address in {candidates!r}")
+
+
+def start_in_process(starter: Callable[..., Any]) -> tuple[str, Any]:
+    """Start the in-process engine; return its API URL and the handle to stop it."""
+    handle = call_starter(starter)
+    started = handle.start() if inspect.isclass(starter) else None
+    return api_url_of(started, handle), handle
+
+
+def stop_handle(handle: Any) -> None:
+    for attr in ("stop", "close", "shutdown"):
+        method = getattr(handle, attr, None)
+        if callable(method):
+            method()
+            return
+    if hasattr(handle, "__exit__"):
+        handle.__exit__(None, None, None)
+
+
+def measure_in_process(env: Env, results: Results) -> None:
+    label = "engine (in-process)"
+    found = find_in_process_starter()
+    if found is None:
+        reason = "pytest_chaos.engine offers nothing that starts the server on a thread"
+        results.latency_skipped[label] = reason
+        env.note(f"{label} skipped: {reason}")
+        return
+    name, starter = found
+    assert env.redis_port is not None
+    handle: Any = None
+    try:
+        url, handle = start_in_process(starter)
+        api = ToxiproxyApi(url)
+        port = api.create_proxy("bench_redis_inproc", env.redis_port)
+        result = latency_through_proxy(env, api, "bench_redis_inproc", port)
+    except Exception as exc:
+        results.latency_skipped[label] = f"{name}(): {exc}"
+        log(f"  {label}: FAILED: {name}(): {exc}")
+        return
+    finally:
+        if handle is not None:
+            with contextlib.suppress(Exception):
+                stop_handle(handle)
+    results.latency[label] = result
+    log(f"  {label:22} error p50 {result.err_p50:+.3f} ms  p99 {result.err_p99:+.3f} ms")
+
+
+# --------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------
+
+
+def first_line(argv: Sequence[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else "?"
+
+
+def cpu_busy_fraction(seconds: float) -> float:
+    """Share of all CPUs busy over a short window: other load skews every figure."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return idle, sum(fields)
+
+    try:
+        idle1, total1 = sample()
+        time.sleep(seconds)
+        idle2, total2 = sample()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return 1 - (idle2 - idle1) / max(total2 - total1, 1)
+
+
+class ForeignLoad:
+    """CPU time other processes used during the run.
+
+    Machine-wide busy time (/proc/stat) minus what this benchmark's own process
+    tree used: this process, its reaped children and its live servers. On a
+    shared machine this tells a clean run from one skewed by someone's build.
+    """
+
+    def __init__(self, sup: Supervisor) -> None:
+        self.sup = sup
+        self.start = time.monotonic()
+        self.machine_start = machine_busy_seconds()
+        self.own_start = self.own_seconds()
+
+    def own_seconds(self) -> float:
+        times = os.times()
+        own = times.user + times.system + times.children_user + times.children_system
+        tick = os.sysconf("SC_CLK_TCK")
+        for pid in self.sup.live_pids():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                # Fields after the ")" of the command name: utime and stime are 12th and 13th.
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                own += (int(fields[11]) + int(fields[12])) / tick
+        return own
+
+    def share(self) -> float:
+        """Average share of one CPU used by other processes since the start."""
+        elapsed = max(time.monotonic() - self.start, 1e-6)
+        machine = machine_busy_seconds() - self.machine_start
+        own = self.own_seconds() - self.own_start
+        return max(machine - own, 0.0) / elapsed
+
+
+def machine_busy_seconds() -> float:
+    """Busy CPU time of the whole machine, all CPUs summed (idle and iowait excluded)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    # user nice system idle iowait irq softirq steal (guest time is already in user)
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_info() -> dict[str, str]:
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    tw_reuse = "?"
+    with contextlib.suppress(OSError):
+        tw_reuse = Path("/proc/sys/net/ipv4/tcp_tw_reuse").read_text().strip()
+    return {
+        "nproc": str(len(os.sched_getaffinity(0))),
+        "cpu": model,
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "kernel": platform.release(),
+        "cpu_busy_before": f"{cpu_busy_fraction(0.5):.0%}",
+        "tcp_tw_reuse": tw_reuse,
+    }
+
+
+def print_header(info: dict[str, str], tools: dict[str, str]) -> None:
+    print(f"Machine: {info['nproc']} CPUs, {info['cpu']}, kernel {info['kernel']}")
+    print(f"Python:  {info['python']} ({sys.executable})")
+    print(f"Load:    {info['cpu_busy_before']} of all CPUs busy just before the run")
+    print("Tools:   " + "; ".join(f"{name}: {version}" for name, version in tools.items()))
+    print()
+
+
+def fmt_rate(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if unit == "Gbit/s" else f"{value:,.0f}"
+
+
+def rate_cell(results: Results, name: str, metric: Metric) -> str:
+    value = results.median(name, metric.key)
+    if value is None:
+        return "FAILED" if results.failures(name, metric.key) else "-"
+    cell = fmt_rate(value, metric.unit)
+    spread = results.spread(name, metric.key)
+    if spread is not None:
+        cell += f" +/-{spread * 50:.0f}%"  # half the range, in percent
+    return cell + ("*" if results.failures(name, metric.key) else "")
+
+
+def print_rates(results: Results, names: Sequence[str], reps: int) -> None:
+    header = f"{'metric':34} {'unit':7}"
+    for name in names:
+        header += f" {name:>16}" + ("" if name == "direct" else f" {'x direct':>9}")
+    print(header)
+    print("-" * len(header))
+    for metric in METRICS:
+        row = f"{metric.label:34} {metric.unit:7}"
+        for name in names:
+            row += f" {rate_cell(results, name, metric):>16}"
+            if name != "direct":
+                ratio = results.ratio(name, metric.key)
+                row += f" {'-' if ratio is None else f'{ratio:.2f}':>9}"
+        print(row)
+    print(
+        f"(median of {reps} run{'s' if reps > 1 else ''}; +/- is half the min-max range; "
+        f"* = some runs failed, see below)"
+    )
+    for name, errors in results.errors.items():
+        for key, messages in errors.items():
+            first = messages[0].splitlines()[0][:150]
+            print(f"  {name} {key}: {len(messages)} run(s) failed; first: {first}")
+    print()
+
+
+def print_latency(results: Results) -> None:
+    print(
+        f"Latency toxic accuracy: {LATENCY_MS:.0f} ms downstream latency, jitter 0, "
+        f"busy Python thread in the benchmark process (ms)"
+    )
+    header = f"{'target':22} {'base p50':>9} {'base p99':>9} {'toxic p50':>10}"
+    header += f" {'error p50':>10} {'error p99':>10} {'samples':>8}"
+    print(header)
+    print("-" * len(header))
+    for label, res in results.latency.items():
+        toxic = "-" if res.toxic_p50 is None else f"{res.toxic_p50:.3f}"
+        print(
+            f"{label:22} {res.base_p50:9.3f} {res.base_p99:9.3f} {toxic:>10}"
+            f" {res.err_p50:+10.3f} {res.err_p99:+10.3f} {res.samples:8}"
+        )
+    for label, reason in results.latency_skipped.items():
+        print(f"{label:22} skipped: {reason.splitlines()[0][:120]}")
+    print("error = RTT with toxic - 20 ms - median RTT through the same proxy without toxic")
+    print()
+
+
+def goal_value(results: Results, target: str, goal: Goal) -> float | None:
+    if goal.kind == "ratio":
+        return results.ratio(target, goal.key)
+    latency = results.latency.get(target)
+    return None if latency is None else float(getattr(latency, goal.key))
+
+
+def goal_status(goal: Goal, value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if goal.kind == "ratio":
+        return "PASS" if value >= goal.limit else "MISS"
+    # Latency error counts in either direction: too early is as wrong as too late.
+    return "PASS" if abs(value) <= goal.limit else "MISS"
+
+
+def fmt_goal(goal: Goal, value: float | None) -> str:
+    if value is None:
+        return "-"
+    # Three decimals, so a ratio just under its limit does not print as the limit.
+    return f"{value:.3f}x" if goal.kind == "ratio" else f"{value:+.3f} ms"
+
+
+def is_noisy(results: Results, target: str, metric: str) -> bool:
+    spreads = (results.spread(target, metric), results.spread("direct", metric))
+    return any(spread is not None and spread > NOISY_SPREAD for spread in spreads)
+
+
+def evaluate_goals(results: Results, rows: Sequence[str]) -> list[dict[str, Any]]:
+    verdicts = []
+    for goal in GOALS:
+        for row in rows:
+            if goal.kind == "ratio" and row not in results.runs and row not in results.errors:
+                continue  # in-process row has only latency figures
+            if (
+                goal.kind == "ms"
+                and row not in results.latency
+                and row not in results.latency_skipped
+            ):
+                continue
+            value = goal_value(results, row, goal)
+            verdict: dict[str, Any] = {"target": row, "goal": goal.key, "label": goal.label}
+            verdict |= {"limit": goal.limit, "value": value, "status": goal_status(goal, value)}
+            verdict["noisy"] = goal.kind == "ratio" and is_noisy(results, row, goal.key)
+            verdicts.append(verdict)
+    return verdicts
+
+
+def print_summary(verdicts: Sequence[dict[str, Any]]) -> None:
+    """One row per goal, a value and PASS/MISS per proxy (the goals are the engine's)."""
+    print("Summary against the engine's targets")
+    if not verdicts:
+        print("(no proxy was measured)\n")
+        return
+    rows = list(dict.fromkeys(v["target"] for v in verdicts))
+    header = f"{'goal':28} {'wanted':>16}" + "".join(f" {row:>22}" for row in rows)
+    print(header)
+    print("-" * len(header))
+    for goal in GOALS:
+        wanted = (
+            f">= {goal.limit:.2f}x direct" if goal.kind == "ratio" else f"|e| <= {goal.limit:g} ms"
+        )
+        line = f"{goal.label:28} {wanted:>16}"
+        for row in rows:
+            found = [v for v in verdicts if v["target"] == row and v["goal"] == goal.key]
+            cell = ""
+            if found:
+                cell = f"{fmt_goal(goal, found[0]['value'])} {found[0]['status']}"
+                cell += " (noisy)" if found[0]["noisy"] else ""
+            line += f" {cell:>22}"
+        print(line)
+    engine = [v for v in verdicts if v["target"] == "engine"]
+    if engine:
+        passed = sum(v["status"] == "PASS" for v in engine)
+        print(f"engine: {passed}/{len(engine)} targets PASS")
+    if any(v["noisy"] for v in verdicts):
+        print(
+            f"(noisy) = the runs behind that ratio spread wider than "
+            f"+/-{NOISY_SPREAD * 50:.0f}%: re-run before acting on its verdict"
+        )
+    print()
+
+
+def print_server_logs(targets: Sequence[Target]) -> None:
+    """Show what a proxy server complained about: errors often explain a MISS."""
+    for target in targets:
+        tail = log_tail(target.logfile) if target.logfile else ""
+        if tail:
+            print(f"{target.name} output (last lines of its log):")
+            print("\n".join(f"  | {line[:200]}" for line in tail.splitlines()))
+            print()
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    log(f"figures written to {path}")
+
+
+# --------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one short run of each (~30 s)")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="write all figures as JSON")
+    parser.add_argument(
+        "--no-engine",
+        action="store_true",
+        help="skip the engine (measure direct and, if installed, upstream Toxiproxy only)",
+    )
+    parser.add_argument(
+        "--engine-args",
+        default="",
+        metavar="ARGS",
+        help="extra arguments for `pytest_chaos serve`, e.g. --engine-args='--loop asyncio'",
+    )
+    parser.add_argument(
+        "--toxiproxy",
+        metavar="PATH",
+        help="upstream toxiproxy-server binary (default: toxiproxy-server on PATH, if any)",
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="exit with status 1 if any engine target is missed"
+    )
+    return parser.parse_args(argv)
+
+
+def tool_versions(env: Env, toxiproxy: str | None) -> dict[str, str]:
+    tools: dict[str, str] = {}
+    for tool in ("iperf3", "redis-server", "redis-benchmark", "toxiproxy-server"):
+        path = shutil.which(tool) if tool != "toxiproxy-server" or not toxiproxy else toxiproxy
+        if path is None:
+            tools[tool] = "not found"
+        elif tool == "toxiproxy-server":
+            tools[tool] = first_line([path, "-version"])
+        else:
+            tools[tool] = first_line([path, "--version"])
+    if tools["iperf3"] == "not found":
+        env.note(
+            "iperf3 is not installed, so throughput is not measured; "
+            "install it with `apt-get install -y iperf3`"
+        )
+    if "not found" in (tools["redis-server"], tools["redis-benchmark"]):
+        env.note(
+            "redis-server/redis-benchmark not found, so round trips, connection rate and "
+            "latency are not measured; install them with `apt-get install -y redis-server`"
+        )
+    if tools["toxiproxy-server"] == "not found":
+        env.note("toxiproxy-server is not on PATH: no upstream Toxiproxy column")
+    return tools
+
+
+def start_targets(env: Env, args: argparse.Namespace, tools: dict[str, str]) -> list[Target]:
+    if tools["iperf3"] != "not found":
+        env.iperf_server = IperfServer(env)
+    if "not found" not in (tools["redis-server"], tools["redis-benchmark"]):
+        env.redis_port = start_redis(env)
+    iperf_port = env.iperf_server.port if env.iperf_server else None
+    targets = [Target("direct", iperf_port, env.redis_port)]
+    if not args.no_engine:
+        log("starting the engine")
+        engine = start_engine(env, shlex.split(args.engine_args))
+        targets.append(proxied_target(env, "engine", engine))
+    toxiproxy = args.toxiproxy or shutil.which("toxiproxy-server")
+    if toxiproxy is not None:
+        log("starting upstream toxiproxy-server")
+        targets.append(proxied_target(env, "toxiproxy", start_toxiproxy(env, toxiproxy)))
+    return targets
+
+
+def benchmark(env: Env, args: argparse.Namespace) -> int:
+    info = machine_info()
+    tools = tool_versions(env, args.toxiproxy)
+    print_header(info, tools)
+    if float(info["cpu_busy_before"].rstrip("%")) > 10:
+        env.note(f"{info['cpu_busy_before']} CPU was busy before the run: expect noisy figures")
+    if not args.no_engine:
+        problem = engine_module_problem(sys.executable, env.sup)
+        if problem is not None:
+            raise BenchError(problem)
+    foreign = ForeignLoad(env.sup)
+    targets = start_targets(env, args, tools)
+    results = Results()
+    log("throughput (iperf3)")
+    measure_throughput(env, targets, results)
+    log("round trips and connection rate (redis-benchmark)")
+    measure_redis(env, targets, results)
+    log("latency toxic accuracy (busy thread running)")
+    measure_latency(env, targets, results, in_process=not args.no_engine)
+    other = foreign.share()
+    info["other_load_during_run"] = f"{other:.0%} of one CPU"
+    if other > FOREIGN_LIMIT:
+        env.note(
+            f"other processes used {other:.0%} of one CPU on average during the run: "
+            f"the figures are skewed, re-run on a quiet machine"
+        )
+    else:
+        log(f"other processes used {other:.0%} of one CPU during the run")
+    verdicts = report(env, targets, results, in_process=not args.no_engine)
+    if args.json:
+        names = [t.name for t in targets]
+        payload = {
+            "machine": info,
+            "tools": tools,
+            "settings": asdict(env.settings),
+            "runs": results.runs,
+            "medians": {n: {m.key: results.median(n, m.key) for m in METRICS} for n in names},
+            "ratios": {n: {m.key: results.ratio(n, m.key) for m in METRICS} for n in names[1:]},
+            "errors": results.errors,
+            "latency": {label: asdict(res) for label, res in results.latency.items()},
+            "latency_skipped": results.latency_skipped,
+            "goals": verdicts,
+            "notes": env.notes,
+        }
+        write_json(args.json, payload)
+    missed = any(v["status"] == "MISS" for v in verdicts if v["target"] == "engine")
+    return 1 if args.strict and missed else 0
+
+
+def report(
+    env: Env, targets: Sequence[Target], results: Results, in_process: bool
+) -> list[dict[str, Any]]:
+    """Print the tables and the summary; return the PASS/MISS verdicts."""
+    names = [t.name for t in targets]
+    print_rates(results, names, env.settings.reps)
+    print_latency(results)
+    rows = [*names[1:], *(["engine (in-process)"] if in_process else [])]
+    verdicts = evaluate_goals(results, rows)
+    print_summary(verdicts)
+    print_server_logs(targets)
+    for note in env.notes:
+        print(f"note: {note}")
+    return verdicts
+
+
+def raise_interrupt(signum: int, frame: object) -> None:
+    """Turn SIGTERM/SIGHUP into the same clean-up path as Ctrl-C."""
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def supervised() -> Iterator[Supervisor]:
+    sup = Supervisor()
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, raise_interrupt)
+    try:
+        yield sup
+    finally:
+        # A second Ctrl-C must not abandon the children half-way through clean-up.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        sup.stop_all()
+
+
+def main(argv: Sequence[str]) -> int:
+    if argv and argv[0] == PROBE_CMD:
+        return rtt_probe_main(argv[1:])
+    args = parse_args(argv)
+    settings = QUICK if args.quick else FULL
+    started = time.monotonic()
+    try:
+        # The supervisor is innermost so children stop before their log directory goes.
+        with tempfile.TemporaryDirectory(prefix="engine-bench-") as tmp, supervised() as sup:
+            env = Env(sup=sup, settings=settings, logdir=Path(tmp))
+            status = benchmark(env, args)
+    except KeyboardInterrupt:
+        print("\ninterrupted; all benchmark processes were stopped", file=sys.stderr)
+        return 130
+    except BenchError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 2
+    log(f"done in {time.monotonic() - started:.0f} s")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -50,10 +50,11 @@ class Connection:
         self.closed = False
         self.opened_at = time.monotonic()
         self._first_fin: str | None = None
-        # What the client sent before the upstream dial finished. (Pausing the client's reads
-        # inside connection_made is not honoured by uvloop, so early bytes are kept here.)
-        self._early: list[bytes] = []
-        self._early_eof = False
+        # What a side sent before both links existed: the client while the dial is under way,
+        # the server between its connection_made and the dial's return. (Pausing reads inside
+        # connection_made is not honoured by uvloop, so early bytes are kept here.)
+        self._early: dict[str, list[bytes]] = {CLIENT: [], SERVER: []}
+        self._early_eof: set[str] = set()
         # Sockets still open; `wait_closed` lets the API answer only once they are gone.
         self._open_sockets = 0
         self._sockets_gone = asyncio.Event()
@@ -99,13 +100,14 @@ class Connection:
         active = self.active_toxics()
         if any(active.values()):
             self.record("toxics_active", toxics=active)
-        early, self._early = self._early, []
-        for data in early:
-            self.data_from(CLIENT, data)
-        if self._early_eof:
-            self.eof_from(CLIENT)
-        elif early:
-            self.client.resume_reading()
+        for side, side_transport in ((CLIENT, self.client), (SERVER, transport)):
+            early, self._early[side] = self._early[side], []
+            for data in early:
+                self.data_from(side, data)
+            if side in self._early_eof:
+                self.eof_from(side)
+            elif early and not self.closed:
+                side_transport.resume_reading()
 
     def _rng_factory(self, direction: str) -> Callable[[str], random.Random]:
         seed = self.proxy.seed
@@ -136,15 +138,17 @@ class Connection:
         link = self.links.get(LINK_FROM_SIDE[side])
         if link is not None:
             link.feed(data)
-        elif self.client is not None and not self.closed:
-            # Still dialling: keep the bytes and let the kernel hold the rest.
-            self._early.append(data)
-            self.client.pause_reading()
+            return
+        transport = self.client if side == CLIENT else self.server
+        if transport is not None and not self.closed:
+            # The links do not exist yet: keep the bytes and let the kernel hold the rest.
+            self._early[side].append(data)
+            transport.pause_reading()
 
     def eof_from(self, side: str) -> None:
         link = self.links.get(LINK_FROM_SIDE[side])
         if link is None:
-            self._early_eof = True
+            self._early_eof.add(side)
             return
         if self._first_fin is None:
             self._first_fin = side
@@ -242,9 +246,11 @@ class SideProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.connection.socket_opened()
+        # uvloop's transports do not subclass asyncio.Transport but implement it.
         if self.side == CLIENT:
-            # uvloop's transports do not subclass asyncio.Transport but implement it.
             self.connection.client_connected(cast(asyncio.Transport, transport))
+        else:
+            self.connection.server = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.connection.data_from(self.side, data)

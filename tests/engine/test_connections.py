@@ -245,3 +245,22 @@ def test_a_chunk_held_by_latency_is_not_lost_when_the_toxic_is_removed(
         assert recv_exactly(sock, 9) == b"held back"
         # Far below the 5 s the toxic would have held it.
         assert time.perf_counter() - started < 2.5
+
+
+class _GreetAndClose(socketserver.BaseRequestHandler):
+    """Speaks first and closes at once: its bytes and FIN can beat the proxy's dial return."""
+
+    def handle(self) -> None:
+        self.request.sendall(b"hello from the server")
+        self.request.shutdown(socket.SHUT_WR)
+
+
+def test_a_server_that_speaks_and_closes_at_once_is_relayed(api: httpx.Client) -> None:
+    for address in _serve(_GreetAndClose):
+        proxy = create_proxy(api, "greeter", address)
+        for _ in range(30):
+            with connect(proxy) as sock:
+                received = b""
+                while chunk := sock.recv(100):
+                    received += chunk
+            assert received == b"hello from the server"

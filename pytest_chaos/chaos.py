@@ -218,6 +218,11 @@ class Chaos:
             )
         return self._timeline
 
+    def timeline_without_events(self, note: str) -> Timeline:
+        """The faults alone, with `note` saying why the engine's events are missing."""
+        self._timeline.note = note
+        return self._timeline
+
     def _collect_events(self) -> None:
         new, self._events_since = self.client.events(since=self._events_since)
         self._timeline.events.extend(new)

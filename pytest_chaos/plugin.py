@@ -150,7 +150,13 @@ def pytest_runtest_makereport(
     chaos = item.stash.get(chaos_key, None)
     if chaos is None or report.when != "call":
         return report
-    timeline = chaos.timeline()
+    from pytest_chaos.client import FeatureUnavailable, ToxiproxyError
+
+    try:
+        timeline = chaos.timeline()
+    except (ToxiproxyError, FeatureUnavailable) as error:
+        # The report must not die with the engine: show the faults, and why events are missing.
+        timeline = chaos.timeline_without_events(f"(events unavailable: {error})")
     if report.failed:
         report.sections.append(("chaos timeline", timeline.render()))
     record = {"nodeid": item.nodeid, "outcome": report.outcome, **timeline.to_json()}

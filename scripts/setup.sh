@@ -11,12 +11,16 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[dev]'
 
-# Tests and examples start their own Redis from the local binary on a free port.
-if ! command -v redis-server >/dev/null 2>&1; then
+# Tests and examples start their own Redis and PostgreSQL from the local binaries, on free
+# ports in temporary directories.
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
+        apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
     else
-        echo "setup: redis-server is not installed; install it (e.g. apt-get install redis-server)" >&2
+        echo "setup: please install ${missing[*]} (e.g. apt-get install ${missing[*]})" >&2
         exit 1
     fi
 fi

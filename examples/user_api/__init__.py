@@ -1,0 +1,1 @@
+"""A small user API (HTTP over a Redis cache and a PostgreSQL store) and its chaos suite."""

@@ -6,12 +6,16 @@ The public names below are imported on first use, so loading the plugin stays ch
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
-import pytest
+if "pytest" in sys.modules:
+    # Before anything imports it, so plain asserts in the helpers show rich diffs. Outside a
+    # pytest run (the engine's own process) there is nothing to rewrite, and pytest is not
+    # worth its import time there.
+    import pytest
 
-# Before anything imports it, so plain asserts in the helpers show rich diffs.
-pytest.register_assert_rewrite("pytest_chaos.assertions")
+    pytest.register_assert_rewrite("pytest_chaos.assertions")
 
 __version__ = "0.1.0"
 

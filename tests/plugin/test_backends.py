@@ -3,20 +3,15 @@
 
 from __future__ import annotations
 
-import re
-import selectors
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
 import pytest
 
+from pytest_chaos.engine_process import EngineProcess
 from tests.plugin.conftest import exact, make_ini
 from tests.servers import free_port
-
-READY = re.compile(r"listening on (http://127\.0\.0\.1:\d+) ")
 
 SAME_FILE = """
 import pytest
@@ -95,32 +90,11 @@ def test_left_behind_by_nobody(toxiproxy):
 @contextmanager
 def served() -> Iterator[str]:
     """`python -m pytest_chaos serve --port 0` in its own process; yields its API URL."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pytest_chaos", "serve", "--port", "0", "--exit-with-parent"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
+    process = EngineProcess(seed=1)
     try:
-        assert process.stdout is not None
-        with selectors.DefaultSelector() as selector:
-            selector.register(process.stdout, selectors.EVENT_READ)
-            assert selector.select(20), "the server printed nothing within 20 s"
-        line = process.stdout.readline()
-        ready = READY.search(line)
-        assert ready is not None, f"unexpected first line {line!r}"
-        yield ready.group(1)
+        yield process.wait_ready()
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
+        process.stop()
 
 
 def test_same_file_on_embedded_and_external_backends(

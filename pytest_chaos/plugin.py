@@ -157,7 +157,8 @@ def pytest_runtest_makereport(
     except (ToxiproxyError, FeatureUnavailable) as error:
         # The report must not die with the engine: show the faults, and why events are missing.
         timeline = chaos.timeline_without_events(f"(events unavailable: {error})")
-    if report.failed:
+    if report.failed and (timeline.entries() or timeline.note):
+        # A test that injected nothing and whose proxies saw nothing gets no empty section.
         report.sections.append(("chaos timeline", timeline.render()))
     record = {"nodeid": item.nodeid, "outcome": report.outcome, **timeline.to_json()}
     entry = ("chaos", json.dumps(record))

@@ -157,3 +157,18 @@ def test_random_seed_and_ini_twins(suite: pytest.Pytester, echo_upstream: str) -
     }
     third.assert_outcomes(passed=1, deselected=3)
     second.assert_outcomes(passed=2, deselected=2)
+
+
+def test_a_failing_test_that_injected_and_saw_nothing_gets_no_timeline(
+    suite: pytest.Pytester,
+) -> None:
+    suite.makepyfile(
+        test_quiet="""
+        def test_fails_quietly(chaos):
+            assert 1 == 2, "nothing to do with chaos"
+        """
+    )
+    result = suite.runpytest_inprocess()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["E       AssertionError: nothing to do with chaos"])
+    assert not any("chaos timeline" in line for line in result.outlines)

@@ -1,0 +1,126 @@
+"""What every service is: a name (its proxy's), a direct address, and process operations;
+and the external address, which supports none of them."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from types import TracebackType
+from typing import Self
+
+
+class ServiceError(Exception):
+    """A service could not be started or operated; the message names the service and cause."""
+
+    def __init__(self, service: str, cause: str) -> None:
+        super().__init__(f"service {service!r}: {cause}")
+        self.service = service
+        self.cause = cause
+
+
+class UnsupportedOperation(ServiceError):
+    """The provider cannot do that (an external address cannot be killed)."""
+
+
+class Service(ABC):
+    """A dependency reached through a proxy named `name`, directly at `address`."""
+
+    name: str
+    host: str
+    port: int
+
+    @property
+    def address(self) -> str:
+        """The direct `host:port` (the upstream of the proxy named after the service)."""
+        return f"{self.host}:{self.port}"
+
+    @abstractmethod
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    @abstractmethod
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    @abstractmethod
+    def restart(self) -> None:
+        raise NotImplementedError
+
+    @abstractmethod
+    def kill(self) -> None:
+        raise NotImplementedError
+
+    @abstractmethod
+    def terminate(self) -> None:
+        raise NotImplementedError
+
+    @abstractmethod
+    def pause(self) -> None:
+        raise NotImplementedError
+
+    @abstractmethod
+    def resume(self) -> None:
+        raise NotImplementedError
+
+    @abstractmethod
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} at {self.address}>"
+
+
+class External(Service):
+    """An address the plugin did not start: network faults (through its proxy) only."""
+
+    def __init__(self, name: str, host: str, port: int) -> None:
+        self.name, self.host, self.port = name, host, port
+
+    @classmethod
+    def from_address(cls, name: str, address: str) -> External:
+        """`External("db", ...)` from `host:port`."""
+        host, sep, port = address.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ServiceError(name, f"external address must be host:port, got {address!r}")
+        return cls(name, host.strip("[]"), int(port))
+
+    def _unsupported(self, operation: str) -> UnsupportedOperation:
+        return UnsupportedOperation(
+            self.name,
+            f"{operation}() is not possible on an external address ({self.address}): "
+            "the plugin did not start it; only network faults apply to it",
+        )
+
+    def start(self) -> Self:
+        return self  # nothing to start: it is already there
+
+    def close(self) -> None:
+        pass  # nothing to clean up
+
+    def stop(self) -> None:
+        raise self._unsupported("stop")
+
+    def restart(self) -> None:
+        raise self._unsupported("restart")
+
+    def kill(self) -> None:
+        raise self._unsupported("kill")
+
+    def terminate(self) -> None:
+        raise self._unsupported("terminate")
+
+    def pause(self) -> None:
+        raise self._unsupported("pause")
+
+    def resume(self) -> None:
+        raise self._unsupported("resume")

@@ -30,7 +30,13 @@ descendants are found through /proc as well), is killed by the kernel if pytest 
 (PR_SET_PDEATHSIG, Linux), and an atexit handler kills whatever is still running.
 """
 
-from pytest_chaos.services.base import External, Service, ServiceError, UnsupportedOperation
+from pytest_chaos.services.base import (
+    BinaryNotFound,
+    External,
+    Service,
+    ServiceError,
+    UnsupportedOperation,
+)
 from pytest_chaos.services.local import LocalProcess
 from pytest_chaos.services.recipes import (
     Recipe,
@@ -42,6 +48,7 @@ from pytest_chaos.services.recipes import (
 )
 
 __all__ = [
+    "BinaryNotFound",
     "External",
     "LocalProcess",
     "Recipe",

@@ -17,6 +17,10 @@ class ServiceError(Exception):
         self.cause = cause
 
 
+class BinaryNotFound(ServiceError):
+    """The service's binary is not installed here (callers may skip rather than fail)."""
+
+
 class UnsupportedOperation(ServiceError):
     """The provider cannot do that (an external address cannot be killed)."""
 

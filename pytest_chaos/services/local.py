@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Self
 
-from pytest_chaos.services.base import Service, ServiceError
+from pytest_chaos.services.base import BinaryNotFound, Service, ServiceError
 from pytest_chaos.services.recipes import Recipe
 
 POLL_INTERVAL_SECONDS = 0.02
@@ -212,7 +212,7 @@ class LocalProcess(Service):
             where = (
                 " nor in " + ", ".join(self.recipe.search_path) if self.recipe.search_path else ""
             )
-            raise ServiceError(self.name, f"binary {name!r} is not on PATH{where}")
+            raise BinaryNotFound(self.name, f"binary {name!r} is not on PATH{where}")
         return found
 
     def _prepare_directory(self) -> None:

@@ -1,11 +1,11 @@
 """Fixtures for the user API chaos suite.
 
-Redis and PostgreSQL are started once per session from the local binaries (`services.py`),
-each on a free port in a temporary directory, and always stopped. The application never
-talks to them directly: its cache client and its store are given the addresses of the
-proxies "redis" and "postgres", which every fault acts on. The API itself runs on a thread
-in this process, one fresh instance (breaker closed, cache empty, no pooled connections)
-per test.
+Redis and PostgreSQL are started once per session from the local binaries (`services.py`,
+over `pytest_chaos.services`), each on a free port in a temporary directory, and always
+stopped. The application never talks to them directly: its cache client and its store are
+given the addresses of the proxies "redis" and "postgres", which every fault acts on. The API
+itself runs on a thread in this process, one fresh instance (breaker closed, cache empty, no
+pooled connections) per test.
 """
 
 from __future__ import annotations

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 BACKENDS = ("embedded", "toxiproxy", "container")
+SERVICE_PROVIDERS = ("auto", "container", "local")
+NETWORKS = ("bridge", "host")
+DEFAULT_TOXIPROXY_IMAGE = "ghcr.io/shopify/toxiproxy:2.12.0"
 
 
 @dataclass(frozen=True)
@@ -18,6 +21,14 @@ class ChaosConfig:
     seed: int
     report_path: Path | None
     proxies: dict[str, str]
+    # The container backend: which image, and how it reaches upstreams.
+    toxiproxy_image: str = DEFAULT_TOXIPROXY_IMAGE
+    toxiproxy_network: str = "bridge"
+    # Services: who runs them (auto: containers when Docker answers, else local binaries),
+    # image overrides per service name, and external addresses per service name.
+    services: str = "auto"
+    images: dict[str, str] = field(default_factory=dict)
+    external: dict[str, str] = field(default_factory=dict)
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -47,7 +58,43 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="PATH",
         help="write the faults and what the engine saw, per test, as JSON. Ini: chaos_report.",
     )
+    group.addoption(
+        "--chaos-toxiproxy-image",
+        default=None,
+        metavar="IMAGE",
+        help=f"image for --chaos-backend container (default {DEFAULT_TOXIPROXY_IMAGE}). "
+        "Ini: chaos_toxiproxy_image.",
+    )
+    group.addoption(
+        "--chaos-services",
+        choices=SERVICE_PROVIDERS,
+        default=None,
+        help="who runs the services declared with pytest_chaos.services.service_fixture: auto "
+        "(default; containers when a Docker engine answers, local binaries otherwise), "
+        "container or local. Ini: chaos_services.",
+    )
     parser.addini("chaos_backend", "default for --chaos-backend", default="embedded")
+    parser.addini("chaos_toxiproxy_image", "default for --chaos-toxiproxy-image", default="")
+    parser.addini(
+        "chaos_toxiproxy_network",
+        "network of the Toxiproxy container: bridge (default; ports mapped to 127.0.0.1) or "
+        "host (shares the host's network, reaches upstreams on 127.0.0.1)",
+        default="bridge",
+    )
+    parser.addini("chaos_services", "default for --chaos-services", default="auto")
+    parser.addini(
+        "chaos_images",
+        "container images for services, one `name = image` per line (overrides the recipe's)",
+        type="linelist",
+        default=[],
+    )
+    parser.addini(
+        "chaos_external",
+        "services that already run elsewhere, one `name = host:port` per line (network faults "
+        "only); the environment variable CHAOS_EXTERNAL_<NAME> does the same",
+        type="linelist",
+        default=[],
+    )
     parser.addini("chaos_toxiproxy_url", "default for --toxiproxy-url", default="")
     parser.addini("chaos_seed", "default for --chaos-seed", default="")
     parser.addini("chaos_report", "default for --chaos-report", default="")
@@ -94,16 +141,49 @@ def resolve(config: pytest.Config, inherited_seed: int | None = None) -> ChaosCo
     else:
         seed = random.randrange(1, 2**31)
     report = _setting(config, "chaos_report", "chaos_report")
+    network = str(config.getini("chaos_toxiproxy_network")).strip() or "bridge"
+    if network not in NETWORKS:
+        raise pytest.UsageError(
+            f"chaos_toxiproxy_network: {network!r} is not a network mode; choose from"
+            f" {', '.join(NETWORKS)}"
+        )
+    services = _setting(config, "chaos_services", "chaos_services") or "auto"
+    if services not in SERVICE_PROVIDERS:
+        raise pytest.UsageError(
+            f"chaos_services: {services!r} is not a provider; choose from"
+            f" {', '.join(SERVICE_PROVIDERS)}"
+        )
     return ChaosConfig(
         backend=backend,
         toxiproxy_url=url,
         seed=seed,
         report_path=Path(report) if report else None,
         proxies=parse_proxy_lines(config.getini("chaos_proxies")),
+        toxiproxy_image=_setting(config, "chaos_toxiproxy_image", "chaos_toxiproxy_image")
+        or DEFAULT_TOXIPROXY_IMAGE,
+        toxiproxy_network=network,
+        services=services,
+        images=parse_image_lines(config.getini("chaos_images")),
+        external=parse_proxy_lines(config.getini("chaos_external"), ini="chaos_external"),
     )
 
 
-def parse_proxy_lines(lines: list[str]) -> dict[str, str]:
+def parse_image_lines(lines: list[str]) -> dict[str, str]:
+    images: dict[str, str] = {}
+    for line in lines:
+        name, sep, image = (part.strip() for part in line.partition("="))
+        if not sep or not name or not image or " " in image:
+            raise pytest.UsageError(
+                f"chaos_images: cannot read {line!r}; write one `name = image` per line,"
+                " e.g. `redis = redis:7-alpine`"
+            )
+        if name in images:
+            raise pytest.UsageError(f"chaos_images: service {name!r} is given twice")
+        images[name] = image
+    return images
+
+
+def parse_proxy_lines(lines: list[str], ini: str = "chaos_proxies") -> dict[str, str]:
     proxies: dict[str, str] = {}
     for line in lines:
         name, sep, upstream = line.partition("=")
@@ -111,14 +191,14 @@ def parse_proxy_lines(lines: list[str]) -> dict[str, str]:
         host, colon, port = upstream.rpartition(":")
         if not sep or not name or not colon or not host or not port.isdigit():
             raise pytest.UsageError(
-                f"chaos_proxies: cannot read {line!r}; write one `name = host:port` per line,"
+                f"{ini}: cannot read {line!r}; write one `name = host:port` per line,"
                 " e.g. `redis = 127.0.0.1:6379`"
             )
         if not 0 < int(port) < 65536:
             raise pytest.UsageError(
-                f"chaos_proxies: {line!r}: the port must be from 1 to 65535, got {port}"
+                f"{ini}: {line!r}: the port must be from 1 to 65535, got {port}"
             )
         if name in proxies:
-            raise pytest.UsageError(f"chaos_proxies: proxy {name!r} is declared twice")
+            raise pytest.UsageError(f"{ini}: {name!r} is declared twice")
         proxies[name] = upstream
     return proxies

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from types import TracebackType
-from typing import Self
+from typing import ClassVar, Self
 
 
 class ServiceError(Exception):
@@ -26,11 +26,31 @@ class UnsupportedOperation(ServiceError):
 
 
 class Service(ABC):
-    """A dependency reached through a proxy named `name`, directly at `address`."""
+    """A dependency reached through a proxy named `name`, directly at `address`.
+
+    `provider` says what runs it: "local" (a process from a binary), "container" (Docker,
+    through testcontainers) or "external" (an address the plugin did not start).
+    """
 
     name: str
     host: str
     port: int
+    provider: ClassVar[str]
+    paused: bool = False
+
+    @property
+    @abstractmethod
+    def running(self) -> bool:
+        """True while the server exists (paused included); False once stopped or killed."""
+        raise NotImplementedError
+
+    def ensure_serving(self) -> None:
+        """Undo a process fault: resume it if paused, start it (same port and data) if it was
+        stopped or killed. Nothing to do when it is serving."""
+        if self.running and self.paused:
+            self.resume()
+        elif not self.running:
+            self.start()
 
     @property
     def address(self) -> str:
@@ -87,8 +107,14 @@ class Service(ABC):
 class External(Service):
     """An address the plugin did not start: network faults (through its proxy) only."""
 
+    provider = "external"
+
     def __init__(self, name: str, host: str, port: int) -> None:
         self.name, self.host, self.port = name, host, port
+
+    @property
+    def running(self) -> bool:
+        return True  # as far as we can tell: we neither started it nor can stop it
 
     @classmethod
     def from_address(cls, name: str, address: str) -> External:

@@ -41,6 +41,8 @@ class LocalProcess(Service):
     directory. The port and `data_dir` are kept by `stop()`/`start()`/`restart()`; `close()`
     stops the server and removes the directory."""
 
+    provider = "local"
+
     def __init__(self, recipe: Recipe, *, name: str | None = None, port: int | None = None) -> None:
         self.recipe = recipe
         self.name = name or recipe.name

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pytest_chaos.services.local import LocalProcess
+    from pytest_chaos.services.base import Service
 
 
 # ---------------------------------------------------------------------------- readiness checks
-def tcp_ready(service: LocalProcess) -> bool:
+def tcp_ready(service: Service) -> bool:
     """Ready when a TCP connection to the service's port is accepted."""
     try:
         with socket.create_connection((service.host, service.port), timeout=1):
@@ -25,7 +25,7 @@ def tcp_ready(service: LocalProcess) -> bool:
         return False
 
 
-def redis_ready(service: LocalProcess) -> bool:
+def redis_ready(service: Service) -> bool:
     """Ready when Redis answers PING with PONG (raw socket, no client library needed)."""
     try:
         with socket.create_connection((service.host, service.port), timeout=1) as sock:
@@ -35,7 +35,7 @@ def redis_ready(service: LocalProcess) -> bool:
         return False
 
 
-def postgres_ready(service: LocalProcess) -> bool:
+def postgres_ready(service: Service) -> bool:
     """Ready when PostgreSQL answers a startup message with an authentication request (not
     with "the database system is starting up")."""
     params = b"user\0postgres\0database\0postgres\0\0"
@@ -66,7 +66,7 @@ class Recipe:
 
     name: str
     command: Sequence[str]
-    ready: Callable[[LocalProcess], bool] = tcp_ready
+    ready: Callable[[Service], bool] = tcp_ready
     init: Sequence[Sequence[str]] = ()
     search_path: Sequence[str] = ()
     stop_signal: signal.Signals = signal.SIGTERM

@@ -329,7 +329,7 @@ def test_unknown_backend_lists_the_backends(bare: pytest.Pytester) -> None:
         ),
         (
             "chaos_proxies =\n    redis = 127.0.0.1:6379\n    redis = 127.0.0.1:6380",
-            "chaos_proxies: proxy 'redis' is declared twice",
+            "chaos_proxies: 'redis' is declared twice",
         ),
     ],
     ids=["backend", "seed", "no-equals", "no-port", "no-name", "port-range", "twice"],

@@ -6,7 +6,7 @@ Everything a test changes through it is reverted when the test ends, passed or f
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_chaos.backends import ToxiproxyServer
 from pytest_chaos.client import FeatureUnavailable, ProxyInfo, ToxiproxyError
@@ -24,8 +24,12 @@ from pytest_chaos.faults import (
     SlowClose,
     Stall,
     apply_fault,
+    apply_process_fault,
 )
 from pytest_chaos.timeline import Timeline
+
+if TYPE_CHECKING:
+    from pytest_chaos.services.fixtures import RunningService, ServiceRegistry
 
 AFTER_EVERYTHING = 2**62
 
@@ -33,9 +37,12 @@ AFTER_EVERYTHING = 2**62
 class Chaos:
     """Fault injection for one test (the `chaos` fixture)."""
 
-    def __init__(self, server: ToxiproxyServer, seed: int) -> None:
+    def __init__(
+        self, server: ToxiproxyServer, seed: int, services: ServiceRegistry | None = None
+    ) -> None:
         self.server = server
         self.client = server.client
+        self.services = services
         self.started_at = time.monotonic()
         self._timeline = Timeline(self.started_at, seed)
         self._applied: list[AppliedFault] = []
@@ -72,8 +79,12 @@ class Chaos:
 
     # -- faults
     def check_target(self, fault: Fault, proxies: dict[str, ProxyInfo] | None = None) -> None:
-        """Raise FaultError, naming the known proxies, if `fault`'s target is not one."""
+        """Raise FaultError, naming the known proxies (or services, for a process fault), if
+        `fault`'s target is not one."""
         __tracebackhide__ = True
+        if isinstance(fault, Down) and fault.acts_on_process:
+            self._service_for(fault)
+            return
         proxies = self.client.proxies() if proxies is None else proxies
         if fault.target not in proxies:
             raise FaultError(
@@ -86,6 +97,8 @@ class Chaos:
         """Apply `fault` until `revert()` is called on the result, or the test ends."""
         __tracebackhide__ = True
         self.check_target(fault)
+        if isinstance(fault, Down) and fault.acts_on_process:
+            return self._record(self._apply_process_fault(fault))
         problem: str | None = None
         try:
             applied = apply_fault(fault, self.client, self.server.toxic_names)
@@ -97,9 +110,79 @@ class Chaos:
             problem = f"{fault.name}: the server refused {fault}: {error.message}"
         if problem is not None:
             raise FaultError(problem)
+        return self._record(applied)
+
+    def _record(self, applied: AppliedFault) -> AppliedFault:
         self._applied.append(applied)
         self._timeline.faults.append(applied)
         return applied
+
+    # -- services
+    def service(self, name: str) -> RunningService:
+        """The running service called `name` (declared with service_fixture in conftest.py)."""
+        __tracebackhide__ = True
+        from pytest_chaos.services import ServiceError
+
+        problem: str | None = None
+        try:
+            if self.services is None:
+                raise ServiceError(name, "no service runs in this session")
+            return self.services.get(name)
+        except ServiceError as error:
+            problem = str(error)
+        raise FaultError(problem)
+
+    def _service_for(self, fault: Down) -> RunningService:
+        __tracebackhide__ = True
+        running = self.services.running if self.services is not None else {}
+        if fault.target in running:
+            return running[fault.target]
+        raise FaultError(
+            f"{fault.name}: mode {fault.mode!r} acts on a service started by pytest-chaos, and"
+            f" {fault.target!r} is not one running in this session (running:"
+            f" {', '.join(sorted(running)) or 'none'}); declare it with service_fixture() in"
+            " conftest.py and request its fixture in the test"
+        )
+
+    def _apply_process_fault(self, fault: Down) -> AppliedFault:
+        __tracebackhide__ = True
+        from pytest_chaos.services import ServiceError
+
+        service = self._service_for(fault)
+        problem: str | None = None
+        try:
+            return apply_process_fault(fault, service)
+        except ServiceError as error:
+            problem = f"{fault.name}: cannot {fault.mode} {fault.target!r}: {error.cause}"
+        raise FaultError(problem)
+
+    def kill(self, target: str) -> ProcessFault:
+        """SIGKILL the service now (docker kill for a container). It is started again (same
+        port, same data) at the end of a `with` block, on `.revert()`, or when the test ends."""
+        __tracebackhide__ = True
+        return ProcessFault(self.inject(Down(target=target, mode="kill")))
+
+    def terminate(self, target: str) -> ProcessFault:
+        """SIGTERM the service now and wait until it has exited; started again like kill()."""
+        __tracebackhide__ = True
+        return ProcessFault(self.inject(Down(target=target, mode="terminate")))
+
+    def stop(self, target: str) -> ProcessFault:
+        """Stop the service gracefully now; started again like kill()."""
+        __tracebackhide__ = True
+        return ProcessFault(self.inject(Down(target=target, mode="stop")))
+
+    def pause(self, target: str) -> ProcessFault:
+        """Freeze the service now (SIGSTOP, docker pause): its connections stay open and
+        nothing answers. Resumed at the end of a `with` block, on `.revert()`, or at test end."""
+        __tracebackhide__ = True
+        return ProcessFault(self.inject(Down(target=target, mode="pause")))
+
+    def restart(self, target: str) -> None:
+        """Stop the service and start it again now (same port, same data), waiting until it
+        is ready; its proxy keeps pointing at it."""
+        __tracebackhide__ = True
+        self.service(target).restart()
 
     def fault(self, fault: Fault) -> FaultContext:
         """Apply `fault` for the body of a `with` block."""
@@ -174,7 +257,8 @@ class Chaos:
         return self.fault(LimitData(target=target, bytes=bytes, stream=stream, toxicity=toxicity))
 
     def dependency_down(self, target: str, *, mode: str = "refuse") -> FaultContext:
-        """Make the dependency unreachable: `refuse`, `blackhole` or `reset`."""
+        """Make the dependency unreachable: through its proxy (`refuse`, `blackhole`,
+        `reset`), or, for a service the plugin started, `kill`, `terminate`, `stop`, `pause`."""
         return self.fault(Down(target=target, mode=mode))
 
     def toxic(
@@ -263,6 +347,25 @@ class FaultContext:
     def __exit__(self, *exc_info: object) -> None:
         if self.applied is not None:
             self.applied.revert()
+
+
+class ProcessFault:
+    """A process fault already applied by `chaos.kill(...)` and friends: use it as a plain
+    call (reverted when the test ends), call `.revert()`, or use it in a `with` block to bring
+    the service back at the block's end."""
+
+    def __init__(self, applied: AppliedFault) -> None:
+        self.applied = applied
+
+    def revert(self) -> None:
+        """Bring the service back to serving now (start it, or resume it)."""
+        self.applied.revert()
+
+    def __enter__(self) -> AppliedFault:
+        return self.applied
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.applied.revert()
 
 
 def _known(proxies: dict[str, ProxyInfo]) -> str:

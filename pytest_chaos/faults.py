@@ -10,13 +10,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:
     from pytest_chaos.client import ToxiproxyClient
 
 STREAMS = ("downstream", "upstream", "both")
-DOWN_MODES = ("refuse", "blackhole", "reset")
+NETWORK_DOWN_MODES = ("refuse", "blackhole", "reset")
+# Modes that act on the service's process (or container) rather than on its proxy; each is
+# undone by bringing the service back to serving (start, or resume after pause).
+PROCESS_DOWN_MODES = ("kill", "terminate", "stop", "pause")
+DOWN_MODES = NETWORK_DOWN_MODES + PROCESS_DOWN_MODES
 MS_PER_DAY = 86_400_000
 
 
@@ -248,11 +252,17 @@ class RawToxic(ToxicFault):
 
 @dataclass(frozen=True, kw_only=True)
 class Down(Fault):
-    """The dependency is unreachable: `refuse` (connection refused), `blackhole` (traffic
-    vanishes, nothing answers), or `reset` (connections are reset)."""
+    """The dependency is unreachable. Through its proxy: `refuse` (connection refused),
+    `blackhole` (traffic vanishes, nothing answers), `reset` (connections are reset). On a
+    service the plugin started: `kill` (SIGKILL), `terminate` (SIGTERM), `stop` (graceful
+    stop), `pause` (SIGSTOP / docker pause: connections open, nothing answers)."""
 
     mode: str = "refuse"
     name = "dependency_down"
+
+    @property
+    def acts_on_process(self) -> bool:
+        return self.mode in PROCESS_DOWN_MODES
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -335,6 +345,25 @@ def apply_fault(fault: Fault, client: ToxiproxyClient, names: ToxicNames) -> App
     except BaseException:
         applied.revert()
         raise
+    return applied
+
+
+class ServiceControl(Protocol):
+    """What a process fault needs of a service (RunningService has it)."""
+
+    def kill(self) -> None: ...
+    def terminate(self) -> None: ...
+    def stop(self) -> None: ...
+    def pause(self) -> None: ...
+    def ensure_serving(self) -> None: ...
+
+
+def apply_process_fault(fault: Down, service: ServiceControl) -> AppliedFault:
+    """Kill, terminate, stop or pause `service`; reverting brings it back to serving (started
+    on the same port with the same data, or resumed), however it was left meanwhile."""
+    applied = AppliedFault(fault, applied_at=time.monotonic())
+    getattr(service, fault.mode)()
+    applied._undo.append(service.ensure_serving)
     return applied
 
 

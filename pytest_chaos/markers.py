@@ -109,7 +109,9 @@ MARKERS: dict[str, MarkerSpec] = {
             (),
             {"mode": "refuse"},
             "make the dependency unreachable: mode 'refuse' (connection refused), "
-            "'blackhole' (nothing answers, nothing closes) or 'reset' (TCP resets).",
+            "'blackhole' (nothing answers, nothing closes) or 'reset' (TCP resets) at its "
+            "proxy; or, on a service the plugin started, 'kill' (SIGKILL), 'terminate' "
+            "(SIGTERM), 'stop' (graceful) or 'pause' (frozen), undone after the test.",
         ),
         MarkerSpec(
             "toxic",

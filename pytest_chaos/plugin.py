@@ -5,6 +5,7 @@ them, so a test run that injects no fault pays nothing for the plugin."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from pytest_chaos.backends import EngineProcess, ToxiproxyServer  # noqa: F401 - used in a stash key
     from pytest_chaos.chaos import Chaos
     from pytest_chaos.markers import MarkedFault
+    from pytest_chaos.services.fixtures import ServiceRegistry  # noqa: F401 - in a stash key
 
 MARKER_NAMES = (
     "latency",
@@ -34,6 +36,7 @@ config_key = pytest.StashKey[ChaosConfig]()
 process_key = pytest.StashKey["EngineProcess"]()
 marked_key = pytest.StashKey[list["MarkedFault"]]()
 chaos_key = pytest.StashKey["Chaos"]()
+services_key = pytest.StashKey["ServiceRegistry"]()
 
 
 # ---------------------------------------------------------------------------------- hooks
@@ -83,18 +86,30 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         session.config.stash[process_key] = process
 
 
+def _declared_service_fixtures() -> tuple[str, ...]:
+    # Only a conftest that called service_fixture() has imported this module.
+    module = sys.modules.get("pytest_chaos.services.fixtures")
+    return tuple(module.DECLARED.values()) if module is not None else ()
+
+
 def _uses_chaos(item: pytest.Item) -> bool:
     names = getattr(item, "fixturenames", ())
-    return any(name in names for name in CHAOS_FIXTURES) or any(
+    fixtures = CHAOS_FIXTURES + _declared_service_fixtures()
+    return any(name in names for name in fixtures) or any(
         item.get_closest_marker(name) is not None for name in MARKER_NAMES
     )
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
-    """Once the fixtures are set up (they may create proxies), check that every marker for
-    the test body names a known proxy, so that a wrong name is a setup error like any other
-    mistake in a marker."""
+    """Before the fixtures: bring every running service the test uses back to serving (an
+    earlier test may have killed or paused it). After them (they may create proxies): check
+    that every marker for the test body names a known proxy or service, so that a wrong name
+    is a setup error like any other mistake in a marker."""
+    registry = item.config.stash.get(services_key, None)
+    if registry is not None:
+        for service in registry.used_by(getattr(item, "fixturenames", ())):
+            service.ensure_serving()
     result = yield
     chaos = item.stash.get(chaos_key, None)
     later = [mark for mark in item.stash.get(marked_key, []) if mark.when == "call"]
@@ -229,7 +244,15 @@ def toxiproxy(request: pytest.FixtureRequest) -> Iterator[ToxiproxyServer]:
         config.stash[process_key] = process
     try:
         worker = getattr(config, "workerinput", {}).get("workerid")
-        server = open_server(settings.backend, settings.toxiproxy_url, process, worker)
+        server = open_server(
+            settings.backend,
+            settings.toxiproxy_url,
+            process,
+            worker,
+            image=settings.toxiproxy_image,
+            network=settings.toxiproxy_network,
+            seed=settings.seed,
+        )
     except BackendError as error:
         pytest.fail(f"pytest-chaos: {error}", pytrace=False)
     try:
@@ -249,8 +272,9 @@ def chaos(request: pytest.FixtureRequest, toxiproxy: ToxiproxyServer) -> Iterato
     """Faults for this test: `chaos.proxy(name, upstream=...)`, `with chaos.latency(...)`,
     `chaos.events(name)`, `chaos.timeline()`. Everything is reverted when the test ends."""
     from pytest_chaos.chaos import Chaos
+    from pytest_chaos.services.fixtures import registry_of
 
-    instance = Chaos(toxiproxy, request.config.stash[config_key].seed)
+    instance = Chaos(toxiproxy, request.config.stash[config_key].seed, registry_of(request.config))
     request.node.stash[chaos_key] = instance
     try:
         yield instance
@@ -286,9 +310,24 @@ def _chaos_marker_faults(request: pytest.FixtureRequest) -> None:
     node.stash[marked_key] = marked
     for mark in marked:
         if mark.when == "setup":
+            _start_service_for(request, mark.fault)
             try:
                 chaos.inject(mark.fault)
             except FaultError as error:
                 problem = restate_for_marker(mark.marker, error)
             if problem is not None:
                 pytest.fail(problem, pytrace=False)
+
+
+def _start_service_for(request: pytest.FixtureRequest, fault: object) -> None:
+    """A process fault applied at setup needs its service now, before the test's other
+    fixtures: request the fixture that declares it, if the test uses it."""
+    from pytest_chaos.faults import Down
+
+    if not (isinstance(fault, Down) and fault.acts_on_process):
+        return
+    from pytest_chaos.services.fixtures import DECLARED
+
+    fixture = DECLARED.get(fault.target)
+    if fixture is not None and fixture in request.fixturenames:
+        request.getfixturevalue(fixture)

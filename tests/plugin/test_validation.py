@@ -145,7 +145,7 @@ BAD_MARKER_MESSAGES = {
     " by keyword)",
     "test_bad_when": "@pytest.mark.latency: when must be one of call, setup, got 'teardown'",
     "test_bad_mode": "@pytest.mark.dependency_down: mode must be one of refuse, blackhole,"
-    " reset, got 'sideways'",
+    " reset, kill, terminate, stop, pause, got 'sideways'",
     "test_option_of_another_marker": "@pytest.mark.dependency_down: unknown keyword 'stream';"
     " allowed: mode, when",
     "test_slicer_variation": "@pytest.mark.slicer: size_variation must be smaller than"

@@ -1,0 +1,276 @@
+"""Services as pytest fixtures: `service_fixture(definition)` in a conftest.py starts the
+service once per session (by default), reaches it through a proxy of the same name, and yields
+a `RunningService`; the plugin brings every service a test uses back to serving before the test
+starts, whatever the previous test did to it.
+
+    # conftest.py
+    from pytest_chaos.services import postgres_service, redis_service, service_fixture
+
+    redis = service_fixture(redis_service())          # fixture "redis", proxy "redis"
+    postgres = service_fixture(postgres_service())
+
+    def test_cache_survives_a_restart(redis, chaos):
+        client = Redis.from_url(redis.url)            # through the proxy
+        chaos.kill("redis")                           # SIGKILL (or docker kill)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_chaos.services.base import Service, ServiceError
+from pytest_chaos.services.definitions import ServiceDefinition, open_service
+
+if TYPE_CHECKING:
+    from pytest_chaos.backends import ToxiproxyServer
+    from pytest_chaos.client import ProxyInfo
+
+SCOPES = ("session", "package", "module", "class", "function")
+
+# Fixture name of every service declared with service_fixture(), by service name: a marker
+# applied at setup time (when="setup") needs its service before the test's own fixtures run.
+DECLARED: dict[str, str] = {}
+
+
+class RunningService:
+    """A started service and the proxy in front of it (the value of a service fixture).
+
+    `host`, `port`, `address` and `url` go through the proxy (give them to the code under
+    test, so network faults reach it); `direct` and `direct_url` bypass it. The process
+    operations act on the service itself and keep the proxy pointed at it.
+    """
+
+    def __init__(
+        self, definition: ServiceDefinition, service: Service, server: ToxiproxyServer
+    ) -> None:
+        self.definition = definition
+        self.service = service
+        self.server = server
+        self.proxy: ProxyInfo = self._point_proxy()
+
+    # -- addresses
+    @property
+    def name(self) -> str:
+        return self.service.name
+
+    @property
+    def provider(self) -> str:
+        return self.service.provider
+
+    @property
+    def host(self) -> str:
+        return self.proxy.host
+
+    @property
+    def port(self) -> int:
+        return self.proxy.port
+
+    @property
+    def address(self) -> str:
+        return f"{self.proxy.host}:{self.proxy.port}"
+
+    @property
+    def direct(self) -> str:
+        return self.service.address
+
+    @property
+    def url(self) -> str:
+        return self._url(self.proxy.host, self.proxy.port)
+
+    @property
+    def direct_url(self) -> str:
+        return self._url(self.service.host, self.service.port)
+
+    def _url(self, host: str, port: int) -> str:
+        if self.definition.url is None:
+            raise ServiceError(self.name, "its definition has no url template; use .address")
+        return self.definition.url.format(host=host, port=port)
+
+    # -- process operations
+    @property
+    def running(self) -> bool:
+        return self.service.running
+
+    @property
+    def paused(self) -> bool:
+        return self.service.paused
+
+    def kill(self) -> None:
+        """SIGKILL (docker kill): the server dies at once, connections are reset."""
+        self.service.kill()
+
+    def terminate(self) -> None:
+        """SIGTERM, and wait until it has exited."""
+        self.service.terminate()
+
+    def stop(self) -> None:
+        """Graceful stop (the server's own shutdown signal; docker stop)."""
+        self.service.stop()
+
+    def pause(self) -> None:
+        """Freeze it (SIGSTOP, docker pause): connections stay open, nothing answers."""
+        self.service.pause()
+
+    def resume(self) -> None:
+        self.service.resume()
+
+    def start(self) -> None:
+        """Start it again after stop/kill/terminate: same port, same data where it can."""
+        self.service.start()
+        self._point_proxy()
+
+    def restart(self) -> None:
+        self.service.restart()
+        self._point_proxy()
+
+    def ensure_serving(self) -> None:
+        """Resume it if paused, start it if it is down; nothing if it serves."""
+        if not self.service.running:
+            self.start()
+        elif self.service.paused:
+            self.service.resume()
+
+    # -- the proxy
+    def _upstream(self) -> str:
+        # A Toxiproxy in a container reaches a containerised service on the Docker network.
+        if self.server.backend == "container" and self.service.provider == "container":
+            container = self.service
+            return f"{container.container_ip}:{container.container_port}"  # type: ignore[attr-defined]
+        return self.service.address
+
+    def _point_proxy(self) -> ProxyInfo:
+        upstream = self._upstream()
+        if self.name in self.server.proxies():
+            self.proxy = self.server.point(self.name, upstream)
+        else:
+            self.proxy = self.server.create_proxy(self.name, upstream)
+        return self.proxy
+
+    def __repr__(self) -> str:
+        return (
+            f"<RunningService {self.name!r} ({self.provider}) at {self.address} -> {self.direct}>"
+        )
+
+
+class ServiceRegistry:
+    """The services running in this session, by name, for `chaos.kill("redis")` and for the
+    check before each test."""
+
+    def __init__(self) -> None:
+        self.running: dict[str, RunningService] = {}
+        self.fixtures: dict[str, str] = {}  # service name -> the fixture that yields it
+
+    def add(self, fixture: str, service: RunningService) -> None:
+        if service.name in self.running:
+            raise ServiceError(
+                service.name,
+                f"is already running (from fixture {self.fixtures[service.name]!r}); two"
+                " services cannot share a name, because the name is their proxy's",
+            )
+        self.running[service.name] = service
+        self.fixtures[service.name] = fixture
+
+    def remove(self, name: str) -> None:
+        self.running.pop(name, None)
+        self.fixtures.pop(name, None)
+
+    def get(self, name: str) -> RunningService:
+        try:
+            return self.running[name]
+        except KeyError:
+            known = ", ".join(sorted(self.running)) or "none"
+            raise ServiceError(
+                name,
+                f"is not running in this session (running: {known}); declare it with"
+                " service_fixture() in conftest.py and request its fixture in the test",
+            ) from None
+
+    def used_by(self, fixture_names: Iterable[str]) -> list[RunningService]:
+        """The running services whose fixtures are among `fixture_names`."""
+        wanted = set(fixture_names)
+        return [service for name, service in self.running.items() if self.fixtures[name] in wanted]
+
+
+def registry_of(config: pytest.Config) -> ServiceRegistry:
+    from pytest_chaos.plugin import services_key
+
+    registry = config.stash.get(services_key, None)
+    if registry is None:
+        registry = config.stash[services_key] = ServiceRegistry()
+    return registry
+
+
+def service_fixture(
+    definition: ServiceDefinition, *, scope: str = "session", name: str | None = None
+) -> Callable[..., Any]:
+    """A pytest fixture (named `name`, default the service's name) that starts `definition`
+    with the chosen provider, puts a proxy of the service's name in front of it, and yields a
+    `RunningService`; the service is stopped and its files or container removed when the
+    scope ends. Assign it in a conftest.py: `redis = service_fixture(redis_service())`."""
+    if not isinstance(definition, ServiceDefinition):
+        raise TypeError(
+            "service_fixture() takes a ServiceDefinition (e.g. redis_service(), or"
+            f" ServiceDefinition(name, local=..., container=...)), got {definition!r}"
+        )
+    if scope not in SCOPES:
+        raise ValueError(
+            f"service_fixture(): scope must be one of {', '.join(SCOPES)}, got {scope!r}"
+        )
+    fixture_name = name or definition.name
+    DECLARED[definition.name] = fixture_name
+
+    def run_service(
+        request: pytest.FixtureRequest, toxiproxy: ToxiproxyServer
+    ) -> Iterator[RunningService]:
+        yield from _run(request, toxiproxy, definition, fixture_name, scope)
+
+    run_service.__name__ = fixture_name
+    run_service.__doc__ = f"The {definition.name!r} service, started by pytest-chaos ({scope})."
+    return pytest.fixture(scope=scope, name=fixture_name)(run_service)  # type: ignore[call-overload,no-any-return]
+
+
+def _run(
+    request: pytest.FixtureRequest,
+    toxiproxy: ToxiproxyServer,
+    definition: ServiceDefinition,
+    fixture_name: str,
+    scope: str,
+) -> Iterator[RunningService]:
+    from pytest_chaos.plugin import config_key
+
+    settings = request.config.stash[config_key]
+    problem: str | None = None
+    try:
+        service = open_service(
+            definition,
+            providers=settings.services,
+            images=settings.images,
+            external=settings.external,
+        )
+        service.start()
+    except ServiceError as error:
+        problem = f"pytest-chaos: {error}"
+    if problem is not None:  # outside the except block: the report shows our message only
+        pytest.fail(problem, pytrace=False)
+    registry = registry_of(request.config)
+    try:
+        running = RunningService(definition, service, toxiproxy)
+        registry.add(fixture_name, running)
+    except BaseException:
+        service.close()
+        raise
+    try:
+        yield running
+    finally:
+        registry.remove(definition.name)
+        try:
+            if scope != "session" and definition.name in toxiproxy.created:
+                # A proxy made for a shorter-lived service goes with it, so that the next
+                # instance (on another port) gets a fresh one.
+                toxiproxy.client.delete_proxy(definition.name)
+                toxiproxy.created.discard(definition.name)
+        finally:
+            service.close()

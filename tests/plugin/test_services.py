@@ -1,0 +1,499 @@
+"""Services declared in conftest.py with `service_fixture`, hurt through the plugin: the
+`dependency_down` process modes, `chaos.kill()` and friends mid-test, and the check that
+brings a service back before the next test that uses it. Real servers (redis-server and
+PostgreSQL from the local binaries, started by the plugin itself) and real clients (redis-py,
+psycopg) in inner pytest runs; `--chaos-services local` keeps them off Docker, which
+tests/services/test_container_services.py covers.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+
+import pytest
+
+from tests.plugin.conftest import dedent, exact, make_ini
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("redis-server") is None, reason="redis-server is not installed"
+)
+
+SERVICES_CONFTEST = """
+import pytest
+from pytest_chaos.services import ServiceDefinition, postgres_recipe, redis_recipe, service_fixture
+
+redis = service_fixture(
+    ServiceDefinition("redis", local=redis_recipe(), url="redis://{host}:{port}/0")
+)
+postgres = service_fixture(
+    ServiceDefinition(
+        "postgres",
+        local=postgres_recipe(),
+        url="postgresql://postgres@{host}:{port}/postgres",
+    )
+)
+"""
+
+
+# Processes of this test session's inner runs: the test process and its children only.
+def _children_of_this_process() -> set[int]:
+    from pytest_chaos.services.local import _descendants
+
+    return {pid for pid, _ in _descendants(os.getpid())}
+
+
+@pytest.fixture
+def services(pytester: pytest.Pytester) -> pytest.Pytester:
+    make_ini(pytester, "chaos_services = local")
+    pytester.makeconftest(SERVICES_CONFTEST)
+    return pytester
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    before = _children_of_this_process()
+    result = pytester.runpytest_inprocess(*args)
+    left = _children_of_this_process() - before
+    assert not left, f"processes left behind by the inner run: {sorted(left)}"
+    return result
+
+
+def test_service_is_reached_through_its_proxy(services: pytest.Pytester) -> None:
+    services.makepyfile(
+        dedent(
+            """
+            import time
+            import pytest
+            import redis as redis_py
+
+            def test_addresses(redis, toxiproxy):
+                assert redis.provider == "local"
+                proxy = toxiproxy.proxies()["redis"]
+                assert proxy.upstream == redis.direct
+                assert redis.address == f"{proxy.host}:{proxy.port}" != redis.direct
+                assert redis.url == f"redis://{redis.address}/0"
+                assert redis_py.Redis.from_url(redis.url).ping()
+
+            @pytest.mark.latency("redis", 300)
+            def test_latency_marker_reaches_the_service(redis):
+                client = redis_py.Redis.from_url(redis.url)
+                started = time.monotonic()
+                client.ping()
+                assert time.monotonic() - started >= 0.29
+            """
+        )
+    )
+    run(services).assert_outcomes(passed=2)
+
+
+def test_kill_marker_then_the_next_test_finds_it_serving(services: pytest.Pytester) -> None:
+    services.makepyfile(
+        dedent(
+            """
+            import pytest
+            import redis as redis_py
+
+            PIDS = []
+
+            def test_first(redis):
+                PIDS.append(redis.service.pid)
+                redis_py.Redis.from_url(redis.url).set("kept", "no")
+
+            @pytest.mark.dependency_down("redis", mode="kill")
+            def test_killed(redis):
+                assert not redis.running
+                with pytest.raises(redis_py.ConnectionError):
+                    redis_py.Redis.from_url(redis.url, socket_timeout=2).ping()
+
+            def test_after(redis):
+                assert redis.running and redis.service.pid != PIDS[0]
+                assert redis_py.Redis.from_url(redis.url).ping()
+            """
+        )
+    )
+    run(services, "-p", "no:randomly").assert_outcomes(passed=3)
+
+
+@pytest.mark.parametrize("mode", ["terminate", "stop"])
+def test_graceful_modes_take_it_down_for_the_test_only(
+    services: pytest.Pytester, mode: str
+) -> None:
+    services.makepyfile(
+        dedent(
+            f"""
+            import pytest
+            import redis as redis_py
+
+            @pytest.mark.dependency_down("redis", mode="{mode}")
+            def test_down(redis):
+                assert not redis.running
+                with pytest.raises(redis_py.ConnectionError):
+                    redis_py.Redis.from_url(redis.direct_url, socket_timeout=2).ping()
+
+            def test_back(redis):
+                assert redis_py.Redis.from_url(redis.url).ping()
+            """
+        )
+    )
+    run(services).assert_outcomes(passed=2)
+
+
+def test_client_with_retries_rides_out_a_restart(services: pytest.Pytester) -> None:
+    services.makepyfile(
+        dedent(
+            """
+            import threading
+            import time
+            import redis as redis_py
+            from redis.backoff import ExponentialBackoff, NoBackoff
+            from redis.retry import Retry
+
+            def workload(client, errors, stop):
+                while not stop.is_set():
+                    try:
+                        client.incr("counter")
+                    except redis_py.RedisError as error:
+                        errors.append(error)
+
+            def restart_during_workload(client, chaos):
+                errors, stop = [], threading.Event()
+                worker = threading.Thread(target=workload, args=(client, errors, stop))
+                worker.start()
+                time.sleep(0.3)
+                chaos.restart("redis")
+                time.sleep(0.3)
+                stop.set()
+                worker.join(10)
+                return errors
+
+            def test_with_retries(redis, chaos):
+                client = redis_py.Redis.from_url(
+                    redis.url,
+                    socket_timeout=2,
+                    retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), 30),
+                    retry_on_error=[redis_py.ConnectionError, redis_py.TimeoutError],
+                )
+                assert restart_during_workload(client, chaos) == []
+                assert int(client.get("counter")) > 0  # it carried on after the restart
+
+            def test_without_retries(redis, chaos):
+                client = redis_py.Redis.from_url(
+                    redis.url, socket_timeout=2, retry=Retry(NoBackoff(), 0)
+                )
+                errors = restart_during_workload(client, chaos)
+                assert errors and all(isinstance(e, redis_py.ConnectionError) for e in errors)
+            """
+        )
+    )
+    run(services).assert_outcomes(passed=2)
+
+
+def test_pause_hangs_a_client_without_timeout_and_fails_one_with(
+    services: pytest.Pytester,
+) -> None:
+    services.makepyfile(
+        dedent(
+            """
+            import threading
+            import time
+            import pytest
+            import redis as redis_py
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
+            def test_pause(redis, chaos):
+                patient = redis_py.Redis.from_url(redis.url)  # no socket_timeout
+                careful = redis_py.Redis.from_url(
+                    redis.url, socket_timeout=0.5, retry=Retry(NoBackoff(), 0)
+                )
+                patient.ping(), careful.ping()
+                answers = []
+                with chaos.pause("redis"):
+                    assert redis.paused and redis.running
+                    waiter = threading.Thread(target=lambda: answers.append(patient.ping()))
+                    waiter.start()
+                    started = time.monotonic()
+                    with pytest.raises(redis_py.TimeoutError):
+                        careful.ping()
+                    assert time.monotonic() - started < 2
+                    waiter.join(1.5)
+                    assert waiter.is_alive() and not answers  # still waiting: it hangs
+                waiter.join(10)
+                assert answers == [True]  # resumed at the end of the block: it answers
+                assert not redis.paused
+            """
+        )
+    )
+    run(services).assert_outcomes(passed=1)
+
+
+def test_kill_mid_transaction_then_the_next_fixture_is_healthy(
+    services: pytest.Pytester,
+) -> None:
+    services.makepyfile(
+        dedent(
+            """
+            import psycopg
+            import pytest
+
+            def test_kill_in_transaction(postgres, chaos):
+                with psycopg.connect(postgres.url, autocommit=True) as setup:
+                    setup.execute("CREATE TABLE IF NOT EXISTS kept (n int)")
+                    setup.execute("INSERT INTO kept VALUES (1)")
+                connection = psycopg.connect(postgres.url)
+                connection.execute("INSERT INTO kept VALUES (2)")  # not committed
+                chaos.kill("postgres")
+                with pytest.raises(psycopg.OperationalError):
+                    connection.execute("SELECT 1")
+                    connection.commit()
+                connection.close()
+
+            def test_next(postgres):
+                with psycopg.connect(postgres.url, connect_timeout=5) as connection:
+                    rows = connection.execute("SELECT n FROM kept ORDER BY n").fetchall()
+                assert rows == [(1,)]  # committed data survived; the open transaction did not
+            """
+        )
+    )
+    run(services).assert_outcomes(passed=2)
+
+
+def test_a_test_that_kills_it_directly_does_not_break_the_next(
+    services: pytest.Pytester,
+) -> None:
+    services.makepyfile(
+        dedent(
+            """
+            import redis as redis_py
+
+            def test_breaks_it(redis):
+                redis.kill()  # not through chaos: nothing reverts it at the end of this test
+
+            def test_paused_too(redis):
+                redis.pause()
+
+            def test_finds_it_serving(redis):
+                assert not redis.paused
+                assert redis_py.Redis.from_url(redis.url, socket_timeout=2).ping()
+            """
+        )
+    )
+    run(services, "-p", "no:randomly").assert_outcomes(passed=3)
+
+
+def test_process_fault_on_a_proxy_that_is_not_a_service(services: pytest.Pytester) -> None:
+    services.makepyfile(
+        dedent(
+            """
+            import pytest
+
+            @pytest.mark.dependency_down("cache", mode="kill")
+            def test_marker(redis, chaos):
+                pass
+
+            def test_call(redis, chaos):
+                chaos.pause("nothing")
+            """
+        )
+    )
+    result = run(services)
+    result.assert_outcomes(passed=0, errors=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            exact(
+                "@pytest.mark.dependency_down: mode 'kill' acts on a service started by"
+                " pytest-chaos, and 'cache' is not one running in this session (running: redis);"
+                " declare it with service_fixture() in conftest.py and request its fixture in"
+                " the test"
+            ),
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*FaultError: dependency_down: mode 'pause' acts on a service started by pytest-chaos,"
+            " and 'nothing' is not one running in this session (running: redis)*"
+        ]
+    )
+
+
+def test_external_service_takes_network_faults_only(
+    services: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.servers import echo_server
+
+    services.makepyfile(
+        dedent(
+            """
+            import socket
+            import pytest
+
+            def test_external(redis, chaos):
+                assert redis.provider == "external"
+                with chaos.dependency_down("redis"):  # refuse, at the proxy: fine
+                    with pytest.raises(ConnectionRefusedError):
+                        socket.create_connection((redis.host, redis.port), timeout=2)
+                chaos.kill("redis")
+            """
+        )
+    )
+    with echo_server() as (host, port):
+        monkeypatch.setenv("CHAOS_EXTERNAL_REDIS", f"{host}:{port}")
+        result = run(services)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*FaultError: dependency_down: cannot kill 'redis': kill() is not possible on an"
+            " external address (127.0.0.1:*): the plugin did not start it; only network faults"
+            " apply to it"
+        ]
+    )
+
+
+def test_missing_binary_is_a_setup_error_naming_the_service(pytester: pytest.Pytester) -> None:
+    make_ini(pytester, "chaos_services = local")
+    pytester.makeconftest(
+        """
+        from pytest_chaos.services import Recipe, ServiceDefinition, service_fixture
+
+        cache = service_fixture(
+            ServiceDefinition("cache", local=Recipe("cache", ["no-such-server", "{port}"]))
+        )
+        """
+    )
+    pytester.makepyfile("def test_it(cache):\n    pass\n")
+    result = run(pytester)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [exact("pytest-chaos: service 'cache': binary 'no-such-server' is not on PATH")]
+    )
+
+
+def test_readiness_that_never_passes_fails_fast_and_kills_the_process(
+    pytester: pytest.Pytester,
+) -> None:
+    make_ini(pytester, "chaos_services = local")
+    pytester.makeconftest(
+        """
+        import sys
+        from pytest_chaos.services import Recipe, ServiceDefinition, service_fixture
+
+        sleeper = service_fixture(
+            ServiceDefinition(
+                "sleeper",
+                local=Recipe(
+                    "sleeper",
+                    [sys.executable, "-c", "import time; time.sleep(60)"],
+                    ready=lambda service: False,
+                    ready_timeout=1,
+                ),
+            )
+        )
+        """
+    )
+    pytester.makepyfile("def test_it(sleeper):\n    pass\n")
+    result = run(pytester)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "pytest-chaos: service 'sleeper': not ready after 1s: the readiness"
+            " check never passed; log:"
+        ]
+    )
+
+
+def test_port_already_taken_names_the_port(pytester: pytest.Pytester) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        make_ini(pytester, "chaos_services = local")
+        pytester.makeconftest(
+            f"""
+            import pytest
+            from pytest_chaos.services import LocalProcess, redis_recipe
+
+            def test_fixed_port():
+                with pytest.raises(Exception) as raised:
+                    LocalProcess(redis_recipe(), port={port}).start()
+                assert str(raised.value) == (
+                    "service 'redis': port {port} on 127.0.0.1 is already in use"
+                )
+            """
+        )
+        pytester.makepyfile("from conftest import test_fixed_port\n")
+        run(pytester).assert_outcomes(passed=1)
+
+
+def test_no_provider_fits(pytester: pytest.Pytester) -> None:
+    make_ini(pytester, "chaos_services = local")
+    pytester.makeconftest(
+        """
+        from pytest_chaos.services import ContainerSpec, ServiceDefinition, service_fixture
+
+        queue = service_fixture(
+            ServiceDefinition("queue", container=ContainerSpec(image="rabbitmq:3", port=5672))
+        )
+        """
+    )
+    pytester.makepyfile("def test_it(queue):\n    pass\n")
+    result = run(pytester)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            exact(
+                "pytest-chaos: service 'queue': has no local recipe"
+                " (local=Recipe(...)) and chaos_services is 'local'; give it a recipe, run it"
+                " in a container (--chaos-services container, with Docker), or name an external"
+                " address with CHAOS_EXTERNAL_QUEUE=host:port"
+            )
+        ]
+    )
+
+
+def test_setup_time_process_fault_starts_its_service_first(services: pytest.Pytester) -> None:
+    services.makepyfile(
+        dedent(
+            """
+            import pytest
+
+            @pytest.fixture
+            def seen_at_setup(redis):
+                return redis.running
+
+            @pytest.mark.dependency_down("redis", mode="stop", when="setup")
+            def test_down_before_fixtures(seen_at_setup, redis):
+                assert seen_at_setup is False
+            """
+        )
+    )
+    run(services).assert_outcomes(passed=1)
+
+
+def test_interrupted_run_leaves_no_server(pytester: pytest.Pytester) -> None:
+    """Ctrl-C in the middle of a test: the services the run started are gone when it exits."""
+    make_ini(pytester, "chaos_services = local")
+    pytester.makeconftest(SERVICES_CONFTEST)
+    pytester.makepyfile(
+        dedent(
+            """
+            import os, signal, time
+
+            def test_interrupted(redis, postgres):
+                print("PIDS", redis.service.pid, postgres.service.pid, flush=True)
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)
+            """
+        )
+    )
+    result = pytester.runpytest_subprocess("-s")
+    pids = [int(p) for p in result.stdout.str().split("PIDS", 1)[1].split()[:2]]
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        os.kill(pid, signal.SIGKILL)
+        pytest.fail(f"server {pid} outlived the interrupted run")

@@ -15,7 +15,7 @@
 # this script and of the name, size and time of every file that goes in).
 set -euo pipefail
 
-image=${IMAGE:-pytest-chaos/postgres:local}
+image=${POSTGRES_IMAGE:-pytest-chaos/postgres:local}
 bin=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null \
     | sort -V | tail -n 1)
 if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then

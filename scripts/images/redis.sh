@@ -6,7 +6,7 @@
 # this script and of the name, size and time of every file that goes in).
 set -euo pipefail
 
-image=${IMAGE:-pytest-chaos/redis:local}
+image=${REDIS_IMAGE:-pytest-chaos/redis:local}
 server=$(command -v redis-server || true)
 if [ -z "$server" ]; then
     echo "images/redis: redis-server is not installed (apt-get install redis-server)" >&2

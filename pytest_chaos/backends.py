@@ -1,16 +1,22 @@
-"""Where the Toxiproxy API lives: the embedded engine in its own process, or an external server.
+"""Where the Toxiproxy API lives: the embedded engine in its own process, an external server,
+or a Toxiproxy container.
 
-The embedded engine's process is managed by `engine_process`; this module connects the
-session to whichever server the backend names.
+The embedded engine's process is managed by `engine_process`, the container by
+`toxiproxy_container` (whose client translates addresses between the container and this
+machine); this module connects the session to whichever server the backend names.
 """
 
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING
 
 from pytest_chaos.client import ProxyInfo, ToxiproxyClient, ToxiproxyError
 from pytest_chaos.engine_process import BackendError, EngineProcess
 from pytest_chaos.faults import ToxicNames
+
+if TYPE_CHECKING:
+    from pytest_chaos.toxiproxy_container import ToxiproxyContainer
 
 __all__ = ["BackendError", "EngineProcess", "ToxiproxyServer", "open_server"]
 
@@ -28,10 +34,13 @@ class ToxiproxyServer:
         client: ToxiproxyClient,
         process: EngineProcess | None,
         worker: str | None = None,
+        *,
+        container: ToxiproxyContainer | None = None,
     ) -> None:
         self.backend = backend
         self.client = client
         self._process = process
+        self._container = container
         self.toxic_names = ToxicNames(worker)
         self.created: set[str] = set()
         # Upstreams of proxies that existed before the session and were pointed elsewhere,
@@ -104,7 +113,7 @@ class ToxiproxyServer:
 
     def close(self) -> None:
         try:
-            if self._process is None:
+            if self._process is None and self._container is None:
                 self.remove_own_toxics()
                 for name, upstream in self._original_upstreams.items():
                     with contextlib.suppress(ToxiproxyError):
@@ -116,6 +125,8 @@ class ToxiproxyServer:
             self.client.close()
             if self._process is not None:
                 self._process.stop()
+            if self._container is not None:
+                self._container.stop()
 
 
 def open_server(
@@ -123,10 +134,17 @@ def open_server(
     url: str | None,
     process: EngineProcess | None,
     worker: str | None = None,
+    *,
+    image: str | None = None,
+    network: str = "bridge",
+    seed: int | None = None,
 ) -> ToxiproxyServer:
-    """Connect to the session's server, starting the engine process if that is the backend.
+    """Connect to the session's server, starting the engine process or the Toxiproxy container
+    if that is the backend.
 
-    `worker` is the xdist worker id, if any, to keep toxic names apart on a shared server."""
+    `worker` is the xdist worker id, if any, to keep toxic names apart on a shared server;
+    `image` and `network` are the container's (`chaos_toxiproxy_image`, `_network`), `seed`
+    is passed to it as `-seed`."""
     if backend == "embedded":
         assert process is not None
         client = ToxiproxyClient(process.wait_ready())
@@ -142,8 +160,11 @@ def open_server(
                 f"--chaos-backend toxiproxy: no Toxiproxy API answers at {url} ({error.message})"
             ) from None
         return ToxiproxyServer(backend, client, None, worker)
-    raise BackendError(
-        "--chaos-backend container starts the upstream Toxiproxy image with testcontainers;"
-        " it is not available in this version of pytest-chaos. Use --chaos-backend embedded,"
-        " or run a Toxiproxy yourself and pass --chaos-backend toxiproxy --toxiproxy-url URL"
-    )
+    if backend == "container":
+        from pytest_chaos.config import DEFAULT_TOXIPROXY_IMAGE
+        from pytest_chaos.toxiproxy_container import ToxiproxyContainer
+
+        container = ToxiproxyContainer(image or DEFAULT_TOXIPROXY_IMAGE, network, seed=seed)
+        client = container.start()
+        return ToxiproxyServer(backend, client, None, worker, container=container)
+    raise BackendError(f"unknown backend {backend!r}; choose embedded, toxiproxy or container")

@@ -44,15 +44,23 @@ if ! engine_answers; then
     # A dockerd that is already starting (its pid file names a live process) gets the time to
     # finish rather than a rival.
     pid=$(cat /var/run/docker.pid 2>/dev/null || true)
-    if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+        started=""
+    else
         echo "docker-setup: starting dockerd (log: $log)" >&2
         setsid dockerd >"$log" 2>&1 </dev/null &
+        started=$!
     fi
     deadline=$((SECONDS + start_timeout))
     until engine_answers; do
-        if [ "$SECONDS" -ge "$deadline" ]; then
+        if [ -n "$started" ] && ! kill -0 "$started" 2>/dev/null; then
+            give_up "dockerd exited ($log: $(tail -n 1 "$log" 2>/dev/null))"
+        fi
+        if [ "$SECONDS" -ge "$deadline" ] && [ -n "$started" ]; then
             give_up "dockerd did not answer within ${start_timeout}s" \
                 "($log: $(tail -n 1 "$log" 2>/dev/null))"
+        elif [ "$SECONDS" -ge "$deadline" ]; then
+            give_up "dockerd (pid $pid) runs but did not answer within ${start_timeout}s"
         fi
         sleep 0.5
     done

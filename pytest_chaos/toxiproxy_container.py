@@ -85,10 +85,10 @@ class ToxiproxyContainer:
             ) from None
         finally:
             docker_client.client.close()
-        container = self._configure()
-        self._container = container
-        atexit.register(self.stop)
+        container: DockerContainer | None = None
         try:
+            container = self._container = self._configure()
+            atexit.register(self.stop)
             container.start()
             self.url = self._api_url(container)
             self._wait_until_answering(self.url)
@@ -309,14 +309,34 @@ def _docker_client() -> DockerClient:
             f"--chaos-backend container needs testcontainers ({error});"
             " pip install 'testcontainers>=4.10', or use --chaos-backend embedded"
         ) from None
+    from testcontainers.core.docker_client import get_docker_host
+
+    def unreachable(why: str) -> BackendError:
+        return BackendError(
+            f"--chaos-backend container: cannot reach a Docker engine ({why});"
+            " start Docker (or set DOCKER_HOST), or use --chaos-backend embedded"
+        )
+
+    # docker-py leaks the socket of a failed unix connection (a ResourceWarning later, in
+    # whichever test the garbage collector runs): try the socket ourselves first.
+    host = get_docker_host() or "unix:///var/run/docker.sock"
+    if host.startswith("unix://"):
+        path = host.removeprefix("unix://")
+        with socket.socket(socket.AF_UNIX) as probe:
+            probe.settimeout(10)
+            try:
+                probe.connect(path)
+            except OSError as error:
+                raise unreachable(f"{path}: {error.strerror or error}") from None
     try:
         client = DockerClient(timeout=10)
+    except Exception as error:
+        raise unreachable(_short(error)) from None
+    try:
         client.client.ping()
     except Exception as error:
-        raise BackendError(
-            f"--chaos-backend container: cannot reach a Docker engine ({_short(error)});"
-            " start Docker (or set DOCKER_HOST), or use --chaos-backend embedded"
-        ) from None
+        client.client.close()
+        raise unreachable(_short(error)) from None
     return client
 
 

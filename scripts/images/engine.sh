@@ -31,6 +31,7 @@ import compileall
 import hashlib
 import importlib.metadata as metadata
 import io
+import json
 import os
 import re
 import shutil
@@ -169,11 +170,11 @@ for path in libraries:
     digest.update(f"{path} {path.stat().st_size}".encode())
 fingerprint = digest.hexdigest()[:32]
 
-inspect = subprocess.run(
-    ["docker", "image", "inspect", "--format", f'{{{{ index .Config.Labels "{LABEL}" }}}}', IMAGE],
-    capture_output=True, text=True, check=False,
-)
-if inspect.returncode == 0 and inspect.stdout.strip() == fingerprint:
+inspect = subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True, check=False)
+found = json.loads(inspect.stdout or b"[]") if inspect.returncode == 0 else []
+previous = found[0]["Id"] if found else ""
+built = ((found[0].get("Config") or {}).get("Labels") or {}).get(LABEL) if found else None
+if built == fingerprint:
     print(f"engine.sh: {IMAGE} is up to date ({LABEL}={fingerprint})")
     sys.exit(0)
 
@@ -225,6 +226,9 @@ try:
     image_id = importer.stdout.read().decode().strip()
     if importer.wait() != 0:
         sys.exit(f"engine.sh: docker import failed for {IMAGE}")
+    if previous and previous != image_id:
+        # The image this one replaces, now untagged; kept if a container still uses it.
+        subprocess.run(["docker", "image", "rm", previous], capture_output=True, check=False)
 finally:
     shutil.rmtree(staging, ignore_errors=True)
 

@@ -1,0 +1,233 @@
+"""`--chaos-backend container` against a real Docker engine: the upstream Toxiproxy image when it
+is present locally, and the stand-in `pytest-chaos/engine:local` (built by
+scripts/images/engine.sh) in both network modes; what a user is told when Docker or the image
+is missing; and no container left behind either way."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from pytest_chaos.config import DEFAULT_TOXIPROXY_IMAGE
+from pytest_chaos.engine_process import BackendError
+from pytest_chaos.toxiproxy_container import BACKEND_LABEL, _docker_client
+from tests.plugin.conftest import NETCHECK, exact, make_ini
+from tests.servers import _EchoHandler, _Server
+
+pytest.importorskip("testcontainers", reason="testcontainers is not installed")
+
+STAND_IN = "pytest-chaos/engine:local"
+LABEL_FILTER = f"label={BACKEND_LABEL}=toxiproxy"
+
+# The inner run: one echo server of the outer test, reached through a proxy the test makes.
+INNER = """
+import pytest
+
+from netcheck import talk
+
+UPSTREAM = {upstream!r}
+NETWORK = {network!r}
+
+
+@pytest.fixture
+def echo(chaos):
+    proxy = chaos.proxy("echo", upstream=UPSTREAM)
+    return (proxy.host, proxy.port)
+
+
+def test_what_the_user_sees(toxiproxy, echo):
+    proxy = toxiproxy.proxies()["echo"]
+    print("server:", toxiproxy.backend, toxiproxy.url, "listen", proxy.listen)
+    # Where the test connects (the published port in bridge mode), and the upstream as given.
+    assert proxy.host == "127.0.0.1"
+    assert proxy.upstream == UPSTREAM
+    assert talk(echo).outcome == "ok"
+
+
+@pytest.mark.latency("echo", 300)
+def test_latency(echo):
+    seen = talk(echo)
+    assert (seen.outcome, seen.data) == ("ok", b"ping")
+    assert seen.seconds >= 0.28
+
+
+@pytest.mark.dependency_down("echo")
+def test_down(echo):
+    # Host network: nothing listens, the connection is refused. Bridge network: Docker's port
+    # forwarder accepts every connection itself and drops it when nothing listens inside.
+    expected = ("refused",) if NETWORK == "host" else ("reset", "eof")
+    assert talk(echo).outcome in expected
+
+
+def test_up_again(echo):
+    assert talk(echo).outcome == "ok"
+"""
+
+# Only in bridge mode: a proxy port the container does not publish cannot be honoured.
+INNER_BRIDGE_ONLY = """
+
+def test_unpublished_listen_port(chaos):
+    from pytest_chaos.client import ToxiproxyError
+
+    with pytest.raises(ToxiproxyError, match="can listen only on the ports it publishes"):
+        chaos.proxy("fixed", upstream=UPSTREAM, listen="127.0.0.1:5555")
+"""
+
+
+@pytest.fixture(scope="module")
+def docker_engine() -> None:
+    try:
+        client = _docker_client()
+    except BackendError as error:
+        pytest.skip(f"Docker is unavailable: {error}")
+    client.client.close()
+
+
+def image_present(image: str) -> bool:
+    found = subprocess.run(
+        ["docker", "image", "inspect", image], capture_output=True, check=False, timeout=30
+    )
+    return found.returncode == 0
+
+
+def backend_containers() -> set[str]:
+    listed = subprocess.run(
+        ["docker", "ps", "-a", "-q", "--no-trunc", "--filter", LABEL_FILTER],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    return set(listed.stdout.split())
+
+
+@contextmanager
+def no_container_left() -> Iterator[None]:
+    """Containers of other sessions running at the same time are not ours to count."""
+    before = backend_containers()
+    yield
+    assert backend_containers() - before == set()
+
+
+@contextmanager
+def echo_server(host: str) -> Iterator[int]:
+    """A threaded TCP echo server on `host` (0.0.0.0 so that containers reach it)."""
+    server = _Server((host, 0), _EchoHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def run_inner(pytester: pytest.Pytester, network: str, port: int, *args: str) -> pytest.RunResult:
+    make_ini(pytester, f"chaos_toxiproxy_network = {network}")
+    pytester.makepyfile(netcheck=NETCHECK)
+    source = INNER.format(upstream=f"127.0.0.1:{port}", network=network)
+    if network == "bridge":
+        source += INNER_BRIDGE_ONLY
+    pytester.makepyfile(test_inner=source)
+    return pytester.runpytest_inprocess("--chaos-backend", "container", "-rP", *args)
+
+
+@pytest.mark.usefixtures("docker_engine")
+@pytest.mark.parametrize("network", ["bridge", "host"])
+def test_stand_in_image(pytester: pytest.Pytester, network: str) -> None:
+    if not image_present(STAND_IN):
+        pytest.skip(f"{STAND_IN} is not built; run scripts/docker-setup.sh")
+    # Bridge: the container dials host.docker.internal (the docker0 address), so the server
+    # listens on every interface. Host: the container shares loopback with us.
+    host = "0.0.0.0" if network == "bridge" else "127.0.0.1"
+    with echo_server(host) as port, no_container_left():
+        result = run_inner(pytester, network, port, "--chaos-toxiproxy-image", STAND_IN)
+    result.stdout.fnmatch_lines(
+        [
+            "chaos: backend=container seed=*",
+            "server: container http://127.0.0.1:* listen 127.0.0.1:*",
+            "chaos: 2 faults injected in * tests (backend container, seed *)",
+        ]
+    )
+    result.assert_outcomes(passed=5 if network == "bridge" else 4)
+
+
+@pytest.mark.usefixtures("docker_engine")
+def test_upstream_image(pytester: pytest.Pytester) -> None:
+    if not image_present(DEFAULT_TOXIPROXY_IMAGE):
+        pytest.skip(
+            "upstream Toxiproxy image not present locally (no registry here); pull it to run"
+            " this test"
+        )
+    with echo_server("0.0.0.0") as port, no_container_left():
+        result = run_inner(pytester, "bridge", port)
+    result.assert_outcomes(passed=5)
+
+
+@pytest.mark.usefixtures("docker_engine")
+def test_missing_image_fails_fast(pytester: pytest.Pytester) -> None:
+    image = "pytest-chaos/no-such-image:missing"
+    make_ini(pytester)
+    pytester.makepyfile(
+        test_inner="""
+        def test_needs_the_server(toxiproxy):
+            pass
+        """
+    )
+    with no_container_left():
+        result = pytester.runpytest_inprocess(
+            "--chaos-backend", "container", "--chaos-toxiproxy-image", image
+        )
+    result.stdout.fnmatch_lines(
+        [
+            "_* ERROR at setup of test_needs_the_server _*",
+            exact(
+                f"pytest-chaos: --chaos-backend container: image {image} is not present locally"
+                " and could not be pulled ("
+            )
+            + "*"
+            + exact(
+                f"). Run `docker pull {image}` where a registry is reachable, choose a local"
+                " image with --chaos-toxiproxy-image, or use --chaos-backend embedded"
+            ),
+        ]
+    )
+    result.assert_outcomes(errors=1)
+
+
+@pytest.mark.usefixtures("docker_engine")
+def test_container_that_exits_is_reported_with_its_log(pytester: pytest.Pytester) -> None:
+    """An image that is no Toxiproxy: the error says so, with the end of its log."""
+    image = "pytest-chaos/redis:local"
+    if not image_present(image):
+        pytest.skip(f"{image} is not built; run scripts/docker-setup.sh")
+    make_ini(pytester)
+    pytester.makepyfile(test_inner="def test_needs_the_server(toxiproxy):\n    pass\n")
+    with no_container_left():
+        result = pytester.runpytest_inprocess(
+            "--chaos-backend", "container", "--chaos-toxiproxy-image", image
+        )
+    result.stdout.fnmatch_lines(
+        [exact(f"pytest-chaos: --chaos-backend container: the {image} container ") + "*"]
+    )
+    result.assert_outcomes(errors=1)
+
+
+def test_unreachable_docker(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No Docker engine needed: the error says why, and what to use instead."""
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{pytester.path}/no-docker.sock")
+    make_ini(pytester)
+    pytester.makepyfile(test_inner="def test_needs_the_server(toxiproxy):\n    pass\n")
+    result = pytester.runpytest_inprocess("--chaos-backend", "container")
+    result.stdout.fnmatch_lines(
+        [
+            exact("pytest-chaos: --chaos-backend container: cannot reach a Docker engine (")
+            + "*"
+            + exact("); start Docker (or set DOCKER_HOST), or use --chaos-backend embedded")
+        ]
+    )
+    result.assert_outcomes(errors=1)

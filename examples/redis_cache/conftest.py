@@ -1,9 +1,11 @@
 """Fixtures for the Redis cache chaos suite.
 
-Redis comes from the local `redis-server` binary, started once per session with
-`pytest_chaos.services` on a free port in a temporary directory, and always stopped. Set
-CHAOS_REDIS_UPSTREAM=host:port to use a Redis that is already running instead (in CI: the
-address at which the Toxiproxy server reaches it, e.g. `redis:6379` for a service container).
+Redis is a service declared with `pytest_chaos.services`: started once per session (from the
+local `redis-server` binary here, see `chaos_services` in ../pytest.ini; in a container when
+Docker is the provider), on a free port, reached through a proxy of the same name, and always
+stopped. Set CHAOS_EXTERNAL_REDIS=host:port to use a Redis that is already running instead (in
+CI: the address at which the Toxiproxy server reaches it, e.g. `redis:6379` for a service
+container); process faults (`chaos.kill("redis")`) are then refused, network faults still work.
 
 The code under test never talks to Redis directly: it is given the address of the proxy
 "redis", which the faults act on.
@@ -11,40 +13,23 @@ The code under test never talks to Redis directly: it is given the address of th
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 import redis
 from user_service import UserDatabase, UserService, cache_client
 
-from pytest_chaos.chaos import Chaos
 from pytest_chaos.client import ProxyInfo
-from pytest_chaos.services import BinaryNotFound, LocalProcess, redis_recipe
+from pytest_chaos.services import RunningService, redis_service, service_fixture
 
-
-@pytest.fixture(scope="session")
-def redis_upstream() -> Iterator[str]:
-    """`host:port` of the real Redis, as the proxy server reaches it."""
-    external = os.environ.get("CHAOS_REDIS_UPSTREAM")
-    if external:
-        yield external
-        return
-    server = LocalProcess(redis_recipe())  # no persistence, loopback only, a directory of its own
-    try:
-        server.start()  # ready when it answers PING, not after a guessed sleep
-    except BinaryNotFound:
-        pytest.skip("redis-server is not installed (or set CHAOS_REDIS_UPSTREAM=host:port)")
-    try:
-        yield server.address
-    finally:
-        server.close()
+# The fixture `redis_server` (a RunningService) and the proxy "redis" in front of it.
+redis_server = service_fixture(redis_service(), name="redis_server")
 
 
 @pytest.fixture
-def redis_proxy(chaos: Chaos, redis_upstream: str) -> ProxyInfo:
+def redis_proxy(redis_server: RunningService) -> ProxyInfo:
     """The proxy "redis" in front of the real Redis: the name every marker targets."""
-    return chaos.proxy("redis", upstream=redis_upstream)
+    return redis_server.proxy
 
 
 @pytest.fixture

@@ -127,6 +127,40 @@ def test_the_cache_is_used_again_after_an_outage(
     assert database.queries == 2  # the same client reconnected and the entry was still there
 
 
+# --------------------------------------------- the Redis process itself killed or frozen
+@pytest.mark.usefixtures("warm_cache")
+@pytest.mark.dependency_down("redis", mode="kill")
+def test_a_killed_cache_is_skipped(users: UserService, database: UserDatabase) -> None:
+    """SIGKILL: the server is gone, its connections reset. Redis is started again (same
+    port, empty: it keeps nothing on disk) after this test, before the next one uses it."""
+    user, took = timed(lambda: users.get_user(1))
+    assert user == ALICE
+    assert database.queries == 2
+    assert took < BUDGET_SECONDS
+
+
+@pytest.mark.usefixtures("warm_cache")
+@pytest.mark.dependency_down("redis", mode="pause")
+def test_a_frozen_cache_costs_one_timeout(users: UserService, database: UserDatabase) -> None:
+    """SIGSTOP, like a process stuck in a long GC pause or a paused container: connections
+    stay open and nothing answers, which only the client's socket timeout gets out of."""
+    user, took = timed(lambda: users.get_user(1))
+    assert user == ALICE
+    assert database.queries == 2
+    assert CACHE_TIMEOUT_SECONDS <= took < BUDGET_SECONDS
+
+
+def test_the_cache_fills_again_after_a_restart(
+    chaos: Chaos, users: UserService, database: UserDatabase
+) -> None:
+    users.get_user(1)  # cached
+    chaos.restart("redis")  # a new, empty Redis on the same port
+    assert users.get_user(1) == ALICE
+    assert database.queries == 2  # the entry died with the old server
+    assert users.get_user(1) == ALICE
+    assert database.queries == 2  # the same client reconnected and cached it again
+
+
 # ------------------------------------------------------ the fragile function, pinned down
 class Background:
     """Runs a call on a daemon thread, so a call that hangs cannot hang the test run."""

@@ -1,9 +1,10 @@
 """Services declared in conftest.py with `service_fixture`, hurt through the plugin: the
 `dependency_down` process modes, `chaos.kill()` and friends mid-test, and the check that
-brings a service back before the next test that uses it. Real servers (redis-server and
-PostgreSQL from the local binaries, started by the plugin itself) and real clients (redis-py,
-psycopg) in inner pytest runs; `--chaos-services local` keeps them off Docker, which
-tests/services/test_container_services.py covers.
+brings a service back before the next test that uses it. Real servers, started by the plugin
+itself through both providers (local binaries, and containers of the images that
+scripts/docker-setup.sh builds from the same binaries), and real clients (redis-py, psycopg),
+in inner pytest runs. The container variants skip, with the reason, where Docker or the local
+images are missing.
 """
 
 from __future__ import annotations
@@ -21,32 +22,66 @@ pytestmark = pytest.mark.skipif(
 )
 
 SERVICES_CONFTEST = """
-import pytest
-from pytest_chaos.services import ServiceDefinition, postgres_recipe, redis_recipe, service_fixture
+from pytest_chaos.services import postgres_service, redis_service, service_fixture
 
-redis = service_fixture(
-    ServiceDefinition("redis", local=redis_recipe(), url="redis://{host}:{port}/0")
-)
-postgres = service_fixture(
-    ServiceDefinition(
-        "postgres",
-        local=postgres_recipe(),
-        url="postgresql://postgres@{host}:{port}/postgres",
-    )
-)
+redis = service_fixture(redis_service())
+postgres = service_fixture(postgres_service())
 """
+# Images built from this machine's own binaries by scripts/docker-setup.sh (no registry here).
+LOCAL_IMAGES = {"redis": "pytest-chaos/redis:local", "postgres": "pytest-chaos/postgres:local"}
 
 
-# Processes of this test session's inner runs: the test process and its children only.
+def _container_skip_reason() -> str | None:
+    from pytest_chaos.services.container import docker_unavailable_reason, image_present
+
+    reason = docker_unavailable_reason()
+    if reason is not None:
+        return f"Docker is not available: {reason}"
+    missing = [image for image in LOCAL_IMAGES.values() if not image_present(image)]
+    if missing:
+        return f"images {', '.join(missing)} are not built; run scripts/docker-setup.sh"
+    return None
+
+
+def _leftover_containers() -> list[str]:
+    from pytest_chaos.services import container
+
+    if container.docker_unavailable_reason() is not None:
+        return []
+    found = container._client().containers.list(
+        all=True, filters={"label": f"{container.SESSION_LABEL}={container.SESSION_ID}"}
+    )
+    return [c.name for c in found]
+
+
 def _children_of_this_process() -> set[int]:
+    """Descendants of the test process, but for the container watchdog: it is started once
+    per process with the first container, and stays until the process exits, by design."""
     from pytest_chaos.services.local import _descendants
 
-    return {pid for pid, _ in _descendants(os.getpid())}
+    def is_watchdog(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                return b"pytest_chaos.services.reaper" in cmdline.read()
+        except OSError:
+            return False
+
+    return {pid for pid, _ in _descendants(os.getpid()) if not is_watchdog(pid)}
+
+
+@pytest.fixture(params=["local", "container"])
+def provider(request: pytest.FixtureRequest) -> str:
+    if request.param == "container":
+        reason = _container_skip_reason()
+        if reason is not None:
+            pytest.skip(reason)
+    return str(request.param)
 
 
 @pytest.fixture
-def services(pytester: pytest.Pytester) -> pytest.Pytester:
-    make_ini(pytester, "chaos_services = local")
+def services(pytester: pytest.Pytester, provider: str) -> pytest.Pytester:
+    images = "".join(f"\n    {name} = {image}" for name, image in LOCAL_IMAGES.items())
+    make_ini(pytester, f"chaos_services = {provider}\nchaos_images ={images}")
     pytester.makeconftest(SERVICES_CONFTEST)
     return pytester
 
@@ -56,6 +91,8 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     result = pytester.runpytest_inprocess(*args)
     left = _children_of_this_process() - before
     assert not left, f"processes left behind by the inner run: {sorted(left)}"
+    containers = _leftover_containers()
+    assert not containers, f"containers left behind by the inner run: {containers}"
     return result
 
 
@@ -67,8 +104,8 @@ def test_service_is_reached_through_its_proxy(services: pytest.Pytester) -> None
             import pytest
             import redis as redis_py
 
-            def test_addresses(redis, toxiproxy):
-                assert redis.provider == "local"
+            def test_addresses(redis, toxiproxy, pytestconfig):
+                assert redis.provider == pytestconfig.getini("chaos_services")
                 proxy = toxiproxy.proxies()["redis"]
                 assert proxy.upstream == redis.direct
                 assert redis.address == f"{proxy.host}:{proxy.port}" != redis.direct
@@ -94,11 +131,15 @@ def test_kill_marker_then_the_next_test_finds_it_serving(services: pytest.Pytest
             import pytest
             import redis as redis_py
 
-            PIDS = []
+            RUN_IDS = []
+
+            def run_id(url):
+                # Random per server start: tells a restarted server from the old one, where
+                # a pid would not (in a container the server is pid 1 every time).
+                return redis_py.Redis.from_url(url).info("server")["run_id"]
 
             def test_first(redis):
-                PIDS.append(redis.service.pid)
-                redis_py.Redis.from_url(redis.url).set("kept", "no")
+                RUN_IDS.append(run_id(redis.url))
 
             @pytest.mark.dependency_down("redis", mode="kill")
             def test_killed(redis):
@@ -107,8 +148,8 @@ def test_kill_marker_then_the_next_test_finds_it_serving(services: pytest.Pytest
                     redis_py.Redis.from_url(redis.url, socket_timeout=2).ping()
 
             def test_after(redis):
-                assert redis.running and redis.service.pid != PIDS[0]
-                assert redis_py.Redis.from_url(redis.url).ping()
+                assert redis.running
+                assert run_id(redis.url) != RUN_IDS[0]
             """
         )
     )

@@ -3,6 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+# Docker and the images the container tests use, built from this machine's binaries; where
+# Docker cannot start, the script says why and those tests skip with the reason.
+./scripts/docker-setup.sh
 .venv/bin/ruff check pytest_chaos tests examples benchmarks
 .venv/bin/ruff format --check pytest_chaos tests examples benchmarks
 .venv/bin/mypy pytest_chaos

@@ -72,10 +72,14 @@ class ToxiproxyContainer:
         self._container: DockerContainer | None = None
 
     def start(self) -> ToxiproxyClient:
+        from pytest_chaos.services.container import ensure_session
+
         docker_client = _docker_client()
         try:
             _ensure_image(docker_client, self.image)
-            _disable_ryuk_without_its_image(docker_client)
+            # Ryuk off when its image is absent (it would be pulled), the atexit clean-up and
+            # the watchdog that removes this process's containers even after a SIGKILL.
+            ensure_session()
         except BackendError:
             raise
         except Exception as error:
@@ -125,9 +129,12 @@ class ToxiproxyContainer:
     def _configure(self) -> DockerContainer:
         from testcontainers.core.container import DockerContainer
 
+        from pytest_chaos.services.container import SESSION_ID, SESSION_LABEL
+
         seed = [f"-seed={self.seed}"] if self.seed is not None else []
         container = DockerContainer(self.image)
-        options: dict[str, Any] = {"labels": {BACKEND_LABEL: "toxiproxy"}}
+        labels = {BACKEND_LABEL: "toxiproxy", SESSION_LABEL: SESSION_ID}
+        options: dict[str, Any] = {"labels": labels}
         if self.network == "host":
             self._host_api_port = _free_port()
             options["network"] = "host"
@@ -155,41 +162,48 @@ class ToxiproxyContainer:
                     self.published[port] = int(binding["HostPort"])
                     break
         if API_PORT not in self.published:
+            # An exited container has no ports any more.
+            self._raise_if_exited()
             raise BackendError(
                 f"--chaos-backend container: Docker published no port for the API ({API_PORT})"
             )
         return f"http://127.0.0.1:{self.published.pop(API_PORT)}"
 
+    def _raise_if_exited(self) -> None:
+        assert self._container is not None
+        wrapped = self._container.get_wrapped_container()
+        wrapped.reload()
+        if wrapped.status in ("exited", "dead"):
+            code = wrapped.attrs.get("State", {}).get("ExitCode")
+            raise BackendError(
+                f"--chaos-backend container: the {self.image} container exited (code {code})"
+                f" before its API answered{_log_tail(self._container)}"
+            )
+
     def _wait_until_answering(self, url: str) -> None:
         """Poll `GET /version` until it answers; a container that exits is an error."""
         import httpx
 
-        assert self._container is not None
-        wrapped = self._container.get_wrapped_container()
         deadline = time.monotonic() + self.start_timeout
         last = "no answer yet"
-        while True:
-            try:
-                response = httpx.get(f"{url}/version", timeout=1.0, trust_env=False)
-                if response.status_code == 200:
-                    return
-                last = f"HTTP {response.status_code}"
-            except httpx.HTTPError as error:
-                last = _short(error)
-            wrapped.reload()
-            if wrapped.status in ("exited", "dead"):
-                code = wrapped.attrs.get("State", {}).get("ExitCode")
-                raise BackendError(
-                    f"--chaos-backend container: the {self.image} container exited (code"
-                    f" {code}) before its API answered{_log_tail(self._container)}"
-                )
-            if time.monotonic() > deadline:
-                raise BackendError(
-                    f"--chaos-backend container: the API of the {self.image} container did not"
-                    f" answer GET {url}/version within {self.start_timeout:.0f}s ({last})"
-                    f"{_log_tail(self._container)}"
-                )
-            time.sleep(0.05)
+        # One client for the whole wait (plain http: no CA store to load).
+        with httpx.Client(timeout=1.0, trust_env=False, verify=False) as http:
+            while True:
+                try:
+                    response = http.get(f"{url}/version")
+                    if response.status_code == 200:
+                        return
+                    last = f"HTTP {response.status_code}"
+                except httpx.HTTPError as error:
+                    last = _short(error)
+                self._raise_if_exited()
+                if time.monotonic() > deadline:
+                    raise BackendError(
+                        f"--chaos-backend container: the API of the {self.image} container did"
+                        f" not answer GET {url}/version within {self.start_timeout:.0f}s"
+                        f" ({last}){_log_tail(self._container)}"
+                    )
+                time.sleep(0.05)
 
 
 class PublishedPortsClient(ToxiproxyClient):
@@ -299,7 +313,7 @@ class PublishedPortsClient(ToxiproxyClient):
         return dataclasses.replace(proxy, listen=listen, upstream=upstream)
 
 
-# -- Docker helpers (private equivalents of pytest_chaos.services.container's)
+# -- Docker helpers
 def _docker_client() -> DockerClient:
     """A client of the Docker engine, or BackendError saying why there is none."""
     try:
@@ -363,17 +377,6 @@ def _ensure_image(client: DockerClient, image: str) -> None:
             " reachable, choose a local image with --chaos-toxiproxy-image, or use"
             " --chaos-backend embedded"
         ) from None
-
-
-def _disable_ryuk_without_its_image(client: DockerClient) -> None:
-    """Ryuk (testcontainers' reaper) cannot start without its image: do without it; the
-    container is removed at teardown and at interpreter exit instead."""
-    from testcontainers.core.config import testcontainers_config
-
-    if not testcontainers_config.ryuk_disabled and not _image_present(
-        client, testcontainers_config.ryuk_image
-    ):
-        testcontainers_config.ryuk_disabled = True
 
 
 def _log_tail(container: DockerContainer | None) -> str:

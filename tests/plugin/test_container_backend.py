@@ -65,6 +65,12 @@ def test_down(echo):
 
 def test_up_again(echo):
     assert talk(echo).outcome == "ok"
+
+
+def test_declared_in_the_ini_file(toxiproxy):
+    proxy = toxiproxy.proxies()["declared"]
+    assert (proxy.host, proxy.upstream) == ("127.0.0.1", UPSTREAM)
+    assert talk((proxy.host, proxy.port)).outcome == "ok"
 """
 
 # Only in bridge mode: a proxy port the container does not publish cannot be honoured.
@@ -127,7 +133,10 @@ def echo_server(host: str) -> Iterator[int]:
 
 
 def run_inner(pytester: pytest.Pytester, network: str, port: int, *args: str) -> pytest.RunResult:
-    make_ini(pytester, f"chaos_toxiproxy_network = {network}")
+    make_ini(
+        pytester,
+        f"chaos_toxiproxy_network = {network}\nchaos_proxies =\n    declared = 127.0.0.1:{port}",
+    )
     pytester.makepyfile(netcheck=NETCHECK)
     source = INNER.format(upstream=f"127.0.0.1:{port}", network=network)
     if network == "bridge":
@@ -153,7 +162,7 @@ def test_stand_in_image(pytester: pytest.Pytester, network: str) -> None:
             "chaos: 2 faults injected in * tests (backend container, seed *)",
         ]
     )
-    result.assert_outcomes(passed=5 if network == "bridge" else 4)
+    result.assert_outcomes(passed=6 if network == "bridge" else 5)
 
 
 @pytest.mark.usefixtures("docker_engine")
@@ -165,7 +174,7 @@ def test_upstream_image(pytester: pytest.Pytester) -> None:
         )
     with echo_server("0.0.0.0") as port, no_container_left():
         result = run_inner(pytester, "bridge", port)
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=6)
 
 
 @pytest.mark.usefixtures("docker_engine")

@@ -68,9 +68,10 @@ started = time.monotonic()
 repo = Path.cwd()
 prefix = Path(sys.base_prefix).resolve()
 executable = Path(sys._base_executable).resolve()
-version = f"python{sys.version_info.major}.{sys.version_info.minor}"
 stdlib = Path(sysconfig.get_paths(vars={"installed_base": str(prefix), "base": str(prefix)})["stdlib"])
-site_packages = stdlib / "site-packages"
+# The engine's packages go in a directory of their own on PYTHONPATH: the interpreter's own
+# site directory differs between builds (Debian's python has none under its stdlib).
+site_packages = Path("/opt/pytest-chaos/lib")
 
 
 def requirement_names(name):
@@ -114,7 +115,6 @@ def distribution_files():
             path = Path(dist.locate_file(file)).resolve()
             if path.is_file() and ".." not in file.parts and not file.parts[0].endswith(".data"):
                 yield path, site_packages / file
-
 
 
 def write_root(tar, entries, etc):
@@ -209,6 +209,7 @@ try:
         "--change", 'CMD ["-host=0.0.0.0", "-port=8474"]',
         "--change", "EXPOSE 8474",
         "--change", f"ENV PATH={executable.parent}:/usr/bin:/bin",
+        "--change", f"ENV PYTHONPATH={site_packages}",
         "--change", f"LABEL {LABEL}={fingerprint}",
         "--change", 'LABEL org.opencontainers.image.description="pytest-chaos engine, a stand-in'
         ' for the upstream Toxiproxy image"',

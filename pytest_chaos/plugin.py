@@ -69,7 +69,11 @@ class _XdistSeedSharing:
 
 def pytest_report_header(config: pytest.Config) -> str:
     settings = config.stash[config_key]
-    where = f" url={settings.toxiproxy_url}" if settings.backend == "toxiproxy" else ""
+    where = ""
+    if settings.backend == "toxiproxy":
+        where = f" url={settings.toxiproxy_url}"
+    elif settings.backend == "container":
+        where = f" image={settings.toxiproxy_image} network={settings.toxiproxy_network}"
     return f"chaos: backend={settings.backend}{where} seed={settings.seed}"
 
 
@@ -231,7 +235,8 @@ class ChaosReporter:
 # ------------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="session")
 def toxiproxy(request: pytest.FixtureRequest) -> Iterator[ToxiproxyServer]:
-    """The session's Toxiproxy server (embedded engine, or --toxiproxy-url), with the proxies
+    """The session's Toxiproxy server (embedded engine, --toxiproxy-url, or the Toxiproxy
+    image in a container), with the proxies
     declared in `chaos_proxies`. Stopped, or cleaned of everything it added, at session end."""
     from pytest_chaos.backends import BackendError, EngineProcess, open_server
     from pytest_chaos.client import ToxiproxyError
@@ -242,6 +247,10 @@ def toxiproxy(request: pytest.FixtureRequest) -> Iterator[ToxiproxyServer]:
     if settings.backend == "embedded" and process is None:
         process = EngineProcess(settings.seed)
         config.stash[process_key] = process
+    # pytest.fail() is called outside the except blocks, so that the report shows our message
+    # once, without "During handling of the above exception...".
+    problem: str | None = None
+    server: ToxiproxyServer | None = None
     try:
         worker = getattr(config, "workerinput", {}).get("workerid")
         server = open_server(
@@ -254,13 +263,17 @@ def toxiproxy(request: pytest.FixtureRequest) -> Iterator[ToxiproxyServer]:
             seed=settings.seed,
         )
     except BackendError as error:
-        pytest.fail(f"pytest-chaos: {error}", pytrace=False)
+        problem = f"pytest-chaos: {error}"
+    if server is None:
+        pytest.fail(problem or "pytest-chaos: no Toxiproxy server", pytrace=False)
     try:
         if settings.proxies:
             server.declare(settings.proxies)
     except ToxiproxyError as error:
         server.close()
-        pytest.fail(f"pytest-chaos: chaos_proxies: {error}", pytrace=False)
+        problem = f"pytest-chaos: chaos_proxies: {error}"
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
     try:
         yield server
     finally:

@@ -157,7 +157,7 @@ def test_stand_in_image(pytester: pytest.Pytester, network: str) -> None:
         result = run_inner(pytester, network, port, "--chaos-toxiproxy-image", STAND_IN)
     result.stdout.fnmatch_lines(
         [
-            "chaos: backend=container seed=*",
+            f"chaos: backend=container image={STAND_IN} network={network} seed=*",
             "server: container http://127.0.0.1:* listen 127.0.0.1:*",
             "chaos: 2 faults injected in * tests (backend container, seed *)",
         ]

@@ -373,23 +373,6 @@ def test_unreachable_toxiproxy(bare: pytest.Pytester) -> None:
     result.assert_outcomes(passed=1, errors=2)
 
 
-def test_container_backend_is_not_available_yet(bare: pytest.Pytester) -> None:
-    bare.makepyfile("def test_uses_chaos(chaos): pass")
-    result = bare.runpytest_inprocess("--chaos-backend", "container")
-    result.stdout.fnmatch_lines(
-        [
-            "chaos: backend=container seed=*",
-            exact(
-                "pytest-chaos: --chaos-backend container starts the upstream Toxiproxy image"
-                " with testcontainers; it is not available in this version of pytest-chaos."
-                " Use --chaos-backend embedded, or run a Toxiproxy yourself and pass"
-                " --chaos-backend toxiproxy --toxiproxy-url URL"
-            ),
-        ]
-    )
-    result.assert_outcomes(errors=1)
-
-
 def test_markers_are_listed_with_their_signatures(bare: pytest.Pytester) -> None:
     result = bare.runpytest_inprocess("--markers")
     expected = [
@@ -411,7 +394,9 @@ def test_markers_are_listed_with_their_signatures(bare: pytest.Pytester) -> None
         " when='call'): close connections after bytes bytes in the stream.",
         "@pytest.mark.dependency_down(target, *, mode='refuse', when='call'): make the"
         " dependency unreachable: mode 'refuse' (connection refused), 'blackhole' (nothing"
-        " answers, nothing closes) or 'reset' (TCP resets).",
+        " answers, nothing closes) or 'reset' (TCP resets) at its proxy; or, on a service the"
+        " plugin started, 'kill' (SIGKILL), 'terminate' (SIGTERM), 'stop' (graceful) or 'pause'"
+        " (frozen), undone after the test.",
         "@pytest.mark.toxic(target, type, *, stream='downstream', toxicity=1.0, when='call',"
         " **attributes): add any Toxiproxy toxic type with raw integer attributes.",
     ]

@@ -135,10 +135,12 @@ class RunningService:
 
     # -- the proxy
     def _upstream(self) -> str:
-        # A Toxiproxy in a container reaches a containerised service on the Docker network.
-        if self.server.backend == "container" and self.service.provider == "container":
-            container = self.service
-            return f"{container.container_ip}:{container.container_port}"  # type: ignore[attr-defined]
+        from pytest_chaos.services.container import ContainerService
+
+        # A Toxiproxy in a container reaches a containerised service on the Docker network
+        # (its address there may change when the container is started again).
+        if self.server.backend == "container" and isinstance(self.service, ContainerService):
+            return f"{self.service.container_ip}:{self.service.container_port}"
         return self.service.address
 
     def _point_proxy(self) -> ProxyInfo:

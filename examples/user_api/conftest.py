@@ -1,39 +1,46 @@
 """Fixtures for the user API chaos suite.
 
-Redis and PostgreSQL are started once per session from the local binaries (`services.py`,
-over `pytest_chaos.services`), each on a free port in a temporary directory, and always
-stopped. The application never talks to them directly: its cache client and its store are
-given the addresses of the proxies "redis" and "postgres", which every fault acts on. The API
-itself runs on a thread in this process, one fresh instance (breaker closed, cache empty, no
-pooled connections) per test.
+Redis and PostgreSQL are services declared with `pytest_chaos.services`: started once per
+session (from the local binaries, as ../pytest.ini sets `chaos_services = local`; in
+containers with `--chaos-services container`), each on a free port, behind a proxy of the same
+name, and always stopped. The application never talks to them directly: its cache client and
+its store are given the addresses of the proxies "redis" and "postgres", which every fault
+acts on. The API itself runs on a thread in this process, one fresh instance (breaker closed,
+cache empty, no pooled connections) per test.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 
 import httpx
 import psycopg
 import pytest
+from psycopg import sql
 
 from pytest_chaos.backends import ToxiproxyServer
-from pytest_chaos.chaos import Chaos
 from pytest_chaos.client import ProxyInfo
+from pytest_chaos.services import (
+    RunningService,
+    postgres_service,
+    redis_service,
+    service_fixture,
+)
 from user_api.app import UserApi, serve
 from user_api.cache import UserCache
-from user_api.services import Server, ServiceUnavailable, postgres_server, redis_server
 from user_api.store import Connection, StoreSettings, UserStore
 
 DATABASE = "user_api"
 USERS = 1000  # ids 1..1000 exist; 1001 and up do not
 
+redis_server = service_fixture(redis_service(), name="redis_server")
+postgres_server = service_fixture(postgres_service(), name="postgres_server")
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _needs_the_engine(toxiproxy: ToxiproxyServer) -> None:
     """The suite reads what the proxy saw (connection attempts, traffic while a breaker is
-    open), which only the pytest-chaos engine records, and its services listen on this
-    machine's loopback, which a Toxiproxy in a container cannot reach."""
+    open), which only the pytest-chaos engine records."""
     if toxiproxy.client.engine() is None:
         pytest.skip(
             f"the user_api suite needs the pytest-chaos engine's events; the"
@@ -42,58 +49,47 @@ def _needs_the_engine(toxiproxy: ToxiproxyServer) -> None:
 
 
 @pytest.fixture(scope="session")
-def redis_upstream() -> Iterator[Server]:
-    with contextlib.ExitStack() as stack:
-        try:
-            server = stack.enter_context(redis_server())
-        except ServiceUnavailable as error:
-            pytest.skip(str(error))
-        yield server
+def postgres_upstream(postgres_server: RunningService) -> RunningService:
+    """PostgreSQL with the `user_api` database and its `users` table filled (kept across
+    restarts: the data directory survives them)."""
+    with psycopg.connect(_admin_conninfo(postgres_server, "postgres"), autocommit=True) as db:
+        db.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
+    with psycopg.connect(_admin_conninfo(postgres_server), autocommit=True) as connection:
+        connection.execute(
+            "CREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL, email text NOT NULL)"
+        )
+        connection.execute(
+            "INSERT INTO users SELECT g, 'user ' || g, 'user' || g || '@example.com'"
+            " FROM generate_series(1, %s) AS g",
+            (USERS,),
+        )
+    return postgres_server
 
 
-@pytest.fixture(scope="session")
-def postgres_upstream() -> Iterator[Server]:
-    """PostgreSQL with the `users` table filled, as the proxy server reaches it."""
-    with contextlib.ExitStack() as stack:
-        try:
-            server = stack.enter_context(postgres_server(DATABASE))
-        except ServiceUnavailable as error:
-            pytest.skip(str(error))
-        with psycopg.connect(_admin_conninfo(server), autocommit=True) as connection:
-            connection.execute(
-                "CREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL,"
-                " email text NOT NULL)"
-            )
-            connection.execute(
-                "INSERT INTO users SELECT g, 'user ' || g, 'user' || g || '@example.com'"
-                " FROM generate_series(1, %s) AS g",
-                (USERS,),
-            )
-        yield server
-
-
-def _admin_conninfo(server: Server) -> str:
+def _admin_conninfo(server: RunningService, dbname: str = DATABASE) -> str:
+    """Straight to the server, around the proxy."""
+    host, port = server.service.host, server.service.port
     return (
-        f"host={server.host} port={server.port} user=postgres dbname={DATABASE}"
+        f"host={host} port={port} user=postgres dbname={dbname}"
         " connect_timeout=5 application_name=admin"
     )
 
 
 @pytest.fixture
-def admin(postgres_upstream: Server) -> Iterator[Connection]:
+def admin(postgres_upstream: RunningService) -> Iterator[Connection]:
     """A connection straight to PostgreSQL, around the proxy: the DBA's console."""
     with psycopg.connect(_admin_conninfo(postgres_upstream), autocommit=True) as connection:
         yield connection
 
 
 @pytest.fixture
-def redis_proxy(chaos: Chaos, redis_upstream: Server) -> ProxyInfo:
-    return chaos.proxy("redis", upstream=redis_upstream.address)
+def redis_proxy(redis_server: RunningService) -> ProxyInfo:
+    return redis_server.proxy
 
 
 @pytest.fixture
-def postgres_proxy(chaos: Chaos, postgres_upstream: Server) -> ProxyInfo:
-    return chaos.proxy("postgres", upstream=postgres_upstream.address)
+def postgres_proxy(postgres_upstream: RunningService) -> ProxyInfo:
+    return postgres_upstream.proxy
 
 
 @pytest.fixture

@@ -148,6 +148,37 @@ def test_a_session_killed_by_the_server_is_retried_transparently(
 
 
 @pytest.mark.usefixtures("warm")
+def test_a_restarted_database_is_retried_transparently(
+    chaos: Chaos, http: httpx.Client, store: UserStore
+) -> None:
+    """The whole server restarts (a failover, a deploy): the pooled connection is dead, the
+    first attempt finds out, the retry connects to the new server, and the data is there."""
+    chaos.restart("postgres")
+    with record_tenacity(store.retrying) as attempts:
+        response = http.get("/users/2")
+    assert response.status_code == 200
+    assert response.json()["name"] == "user 2"
+    assert [a.error is not None for a in attempts.attempts] == [True, False]
+
+
+@pytest.mark.usefixtures("warm")
+@pytest.mark.dependency_down("postgres", mode="kill")
+def test_a_killed_database_answers_503_after_the_promised_retries(
+    http: httpx.Client, store: UserStore
+) -> None:
+    """SIGKILL to PostgreSQL: every attempt fails fast (the proxy cannot reach it), so the
+    request ends after the retries' waits with a 503 that says so, not after a timeout.
+    The server is started again after this test, with its data."""
+    with record_tenacity(store.retrying) as attempts:
+        response, took = timed_get(http, "/users/2")
+    assert response.status_code == 503
+    assert response.json()["reason"] == "unavailable"
+    assert len(attempts.attempts) == store.settings.attempts
+    assert_backoff(attempts, PROMISED_BACKOFF, attempts=store.settings.attempts)
+    assert took < QUERY_BUDGET
+
+
+@pytest.mark.usefixtures("warm")
 @pytest.mark.slow_close("postgres", 3000)
 def test_a_killed_session_whose_close_is_held_back_costs_one_deadline(
     http: httpx.Client,

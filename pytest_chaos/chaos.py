@@ -179,10 +179,11 @@ class Chaos:
         return ProcessFault(self.inject(Down(target=target, mode="pause")))
 
     def restart(self, target: str) -> None:
-        """Stop the service and start it again now (same port, same data), waiting until it
-        is ready; its proxy keeps pointing at it."""
+        """Stop the service gracefully and start it again now (same port, same data), waiting
+        until it is ready; its proxy keeps pointing at it. The timeline shows it as a `stop`
+        applied and reverted."""
         __tracebackhide__ = True
-        self.service(target).restart()
+        self.inject(Down(target=target, mode="stop")).revert()
 
     def fault(self, fault: Fault) -> FaultContext:
         """Apply `fault` for the body of a `with` block."""

@@ -626,3 +626,34 @@ def test_container_services_behind_the_container_backend(pytester: pytest.Pytest
         "pytest-chaos/engine:local",
     )
     result.assert_outcomes(passed=4)
+
+
+def test_process_faults_appear_in_the_timeline_of_a_failed_test(
+    pytester: pytest.Pytester,
+) -> None:
+    make_ini(pytester, "chaos_services = local")
+    pytester.makeconftest(SERVICES_CONFTEST)
+    pytester.makepyfile(
+        dedent(
+            """
+            def test_fails(redis, chaos):
+                chaos.restart("redis")
+                with chaos.pause("redis"):
+                    pass
+                chaos.kill("redis")
+                assert False, "see the timeline"
+            """
+        )
+    )
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*chaos timeline*",
+            "*applied  dependency_down('redis', mode='stop')",
+            "*reverted dependency_down('redis', mode='stop')",
+            "*applied  dependency_down('redis', mode='pause')",
+            "*reverted dependency_down('redis', mode='pause')",
+            "*applied  dependency_down('redis', mode='kill')",
+        ]
+    )

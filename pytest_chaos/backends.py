@@ -48,6 +48,11 @@ class ToxiproxyServer:
         self._original_upstreams: dict[str, str] = {}
 
     @property
+    def container_network(self) -> str | None:
+        """The Toxiproxy container's network mode ("bridge" or "host"); None without one."""
+        return None if self._container is None else self._container.network
+
+    @property
     def url(self) -> str:
         return self.client.url
 

@@ -282,12 +282,14 @@ class AppliedFault:
     _undo: list[Callable[[], None]] = field(default_factory=list)
 
     def revert(self) -> None:
-        """Undo every change, newest first; changes already gone (e.g. after a reset) are fine."""
+        """Undo every change, newest first; changes already gone (e.g. after a reset) are fine.
+        Every undo runs, whatever the others did; the first error is raised at the end."""
         from pytest_chaos.client import ToxiproxyError
+        from pytest_chaos.services.base import ServiceError
 
         if self.reverted_at is not None:
             return
-        errors: list[ToxiproxyError] = []
+        errors: list[Exception] = []
         while self._undo:
             undo = self._undo.pop()
             try:
@@ -295,6 +297,8 @@ class AppliedFault:
             except ToxiproxyError as error:
                 if error.status != 404:
                     errors.append(error)
+            except ServiceError as error:
+                errors.append(error)
         self.reverted_at = time.monotonic()
         if errors:
             raise errors[0]

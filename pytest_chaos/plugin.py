@@ -112,8 +112,7 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
     is a setup error like any other mistake in a marker."""
     registry = item.config.stash.get(services_key, None)
     if registry is not None:
-        for service in registry.used_by(getattr(item, "fixturenames", ())):
-            service.ensure_serving()
+        _bring_back(registry.used_by(getattr(item, "fixturenames", ())))
     result = yield
     chaos = item.stash.get(chaos_key, None)
     later = [mark for mark in item.stash.get(marked_key, []) if mark.when == "call"]
@@ -145,6 +144,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     from pytest_chaos.markers import restate_for_marker
 
     applied = []
+    test_failed = False
     try:
         for mark in marked:
             if mark.when == "call":
@@ -156,9 +156,14 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
                     continue
                 pytest.fail(problem, pytrace=False)
         return (yield)
+    except BaseException:
+        test_failed = True
+        raise
     finally:
-        for handle in reversed(applied):
-            handle.revert()
+        reverted = _revert(applied)
+        # The test's own failure says more; a failed revert is reported when the test passed.
+        if reverted is not None and not test_failed:
+            pytest.fail(reverted, pytrace=False)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -292,7 +297,9 @@ def chaos(request: pytest.FixtureRequest, toxiproxy: ToxiproxyServer) -> Iterato
     try:
         yield instance
     finally:
-        instance.revert_all()
+        problem = _revert_all(instance)
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
 
 
 @pytest.fixture(autouse=True)
@@ -344,3 +351,46 @@ def _start_service_for(request: pytest.FixtureRequest, fault: object) -> None:
     fixture = DECLARED.get(fault.target)
     if fixture is not None and fixture in request.fixturenames:
         request.getfixturevalue(fixture)
+
+
+def _bring_back(services: list[Any]) -> None:
+    """Bring each service back to serving before a test; a service that cannot come back is
+    that test's setup error, naming the service and the cause."""
+    from pytest_chaos.services import ServiceError
+
+    problem: str | None = None
+    for service in services:
+        try:
+            service.ensure_serving()
+        except ServiceError as error:
+            problem = f"pytest-chaos: before this test: {error}"
+            break
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
+
+
+def _revert(applied: list[Any]) -> str | None:
+    """Revert the markers' faults, newest first, each whatever the others did; the first
+    failure as a message, or None."""
+    from pytest_chaos.client import ToxiproxyError
+    from pytest_chaos.services import ServiceError
+
+    problem: str | None = None
+    for handle in reversed(applied):
+        try:
+            handle.revert()
+        except (ToxiproxyError, ServiceError) as error:
+            problem = problem or f"pytest-chaos: could not revert {handle.fault}: {error}"
+    return problem
+
+
+def _revert_all(chaos: Chaos) -> str | None:
+    """Revert what the test left applied; the failure as a message, or None."""
+    from pytest_chaos.client import ToxiproxyError
+    from pytest_chaos.services import ServiceError
+
+    try:
+        chaos.revert_all()
+    except (ToxiproxyError, ServiceError) as error:
+        return f"pytest-chaos: could not revert this test's faults: {error}"
+    return None

@@ -365,7 +365,11 @@ def _image_present(client: DockerClient, image: str) -> bool:
 
 
 def _ensure_image(client: DockerClient, image: str) -> None:
-    """Pull `image` if it is not present locally; fail fast when that is impossible."""
+    """Pull `image` if it is not present locally; fail fast when that is impossible. Both use
+    the name testcontainers will run: with its registry prefix, if one is configured."""
+    from testcontainers.core.config import testcontainers_config
+
+    image = testcontainers_config.hub_image_name_prefix + image
     if _image_present(client, image):
         return
     try:

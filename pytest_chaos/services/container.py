@@ -261,6 +261,8 @@ class ContainerService(Service):
 
     def _create_and_start(self) -> None:
         api_error = _docker("errors").APIError
+        # The check and the pull use the name with testcontainers' registry prefix; the
+        # container is created from the bare name, to which testcontainers adds it.
         image = _ensure_image(self.name, self.spec.image)
         for attempt in range(PORT_ATTEMPTS):
             if not self.port or (attempt and not self._fixed_port):
@@ -270,7 +272,7 @@ class ContainerService(Service):
                     raise self._port_in_use()
                 continue
             started_at = time.time()
-            testcontainer = self._testcontainer = self._configure(image)
+            testcontainer = self._testcontainer = self._configure(self.spec.image)
             try:
                 testcontainer.start()
             except BaseException as error:
@@ -463,21 +465,31 @@ def _probe_docker() -> str | None:
         import testcontainers  # noqa: F401
     except ImportError as error:
         return f"the {error.name} package is not installed (pip install 'testcontainers>=4.10')"
-    host = os.environ.get("DOCKER_HOST", "")
-    socket_path = host.removeprefix("unix://") if host.startswith("unix://") else ""
-    if not host:
-        socket_path = "/var/run/docker.sock"
-    if socket_path and not os.path.exists(socket_path):
-        return f"no Docker engine: there is no socket at {socket_path} (is dockerd running?)"
+    from testcontainers.core.docker_client import get_docker_host
+
+    # Where testcontainers will look (DOCKER_HOST, ~/.testcontainers.properties, the default
+    # socket), so that this answer and the container backend's agree.
+    host = get_docker_host() or "unix:///var/run/docker.sock"
+    if host.startswith("unix://"):
+        socket_path = host.removeprefix("unix://")
+        if not os.path.exists(socket_path):
+            return f"no Docker engine: there is no socket at {socket_path} (is dockerd running?)"
+        # docker-py leaks the socket of a failed unix connection (a ResourceWarning later, in
+        # whichever test the garbage collector runs): try the socket ourselves first.
+        with socket.socket(socket.AF_UNIX) as probe:
+            probe.settimeout(PING_TIMEOUT_SECONDS)
+            try:
+                probe.connect(socket_path)
+            except OSError as error:
+                return f"no Docker engine answers at {host}: {error.strerror or error}"
     try:
-        client = docker.from_env(timeout=int(PING_TIMEOUT_SECONDS))
+        client = docker.DockerClient(base_url=host, timeout=int(PING_TIMEOUT_SECONDS))
         try:
             client.ping()
         finally:
             client.close()
     except Exception as error:
-        where = host or f"unix://{socket_path}"
-        return f"the Docker engine at {where} does not answer: {_one_line(error)}"
+        return f"the Docker engine at {host} does not answer: {_one_line(error)}"
     return None
 
 

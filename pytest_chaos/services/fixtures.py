@@ -49,6 +49,7 @@ class RunningService:
         self.definition = definition
         self.service = service
         self.server = server
+        self.closed = False  # its fixture has ended: nothing may start it again
         self.proxy: ProxyInfo = self._point_proxy()
 
     # -- addresses
@@ -119,19 +120,30 @@ class RunningService:
 
     def start(self) -> None:
         """Start it again after stop/kill/terminate: same port, same data where it can."""
+        self._require_open("start")
         self.service.start()
         self._point_proxy()
 
     def restart(self) -> None:
+        self._require_open("restart")
         self.service.restart()
         self._point_proxy()
 
     def ensure_serving(self) -> None:
-        """Resume it if paused, start it if it is down; nothing if it serves."""
+        """Resume it if paused, start it if it is down; nothing if it serves, or if its fixture
+        has ended (a fault reverted after that must not bring it back)."""
+        if self.closed:
+            return
         if not self.service.running:
             self.start()
         elif self.service.paused:
             self.service.resume()
+
+    def _require_open(self, operation: str) -> None:
+        if self.closed:
+            raise ServiceError(
+                self.name, f"cannot {operation}(): its fixture has ended and closed it"
+            )
 
     # -- the proxy
     def _upstream(self) -> str:
@@ -141,6 +153,18 @@ class RunningService:
         # (its address there may change when the container is started again).
         if self.server.backend == "container" and isinstance(self.service, ContainerService):
             return f"{self.service.container_ip}:{self.service.container_port}"
+        if (
+            self.server.backend == "container"
+            and self.server.container_network == "bridge"
+            and self.service.provider == "local"
+        ):
+            raise ServiceError(
+                self.name,
+                f"runs on this machine's loopback ({self.service.address}), which the Toxiproxy"
+                " container on Docker's bridge network cannot reach; set"
+                " chaos_toxiproxy_network = host, or run the service in a container"
+                " (--chaos-services container)",
+            )
         return self.service.address
 
     def _point_proxy(self) -> ProxyInfo:
@@ -241,9 +265,19 @@ def _run(
     fixture_name: str,
     scope: str,
 ) -> Iterator[RunningService]:
+    from pytest_chaos.client import ToxiproxyError
     from pytest_chaos.plugin import config_key
 
     settings = request.config.stash[config_key]
+    registry = registry_of(request.config)
+    if definition.name in registry.running:
+        pytest.fail(
+            f"pytest-chaos: service {definition.name!r}: fixture {fixture_name!r} cannot start"
+            f" it, because fixture {registry.fixtures[definition.name]!r} runs a service of that"
+            " name; a service's name is its proxy's, so give one of them another name",
+            pytrace=False,
+        )
+    # pytest.fail() is called outside the except blocks: the report shows our message only.
     problem: str | None = None
     try:
         service = open_service(
@@ -255,18 +289,28 @@ def _run(
         service.start()
     except ServiceError as error:
         problem = f"pytest-chaos: {error}"
-    if problem is not None:  # outside the except block: the report shows our message only
+    if problem is not None:
         pytest.fail(problem, pytrace=False)
-    registry = registry_of(request.config)
     try:
         running = RunningService(definition, service, toxiproxy)
         registry.add(fixture_name, running)
-    except BaseException:
-        service.close()
-        raise
+    except ServiceError as error:
+        problem = f"pytest-chaos: {error}"
+    except ToxiproxyError as error:
+        problem = (
+            f"pytest-chaos: service {definition.name!r}: cannot put its proxy in front: {error}"
+        )
+    finally:
+        if problem is not None or definition.name not in registry.running:
+            service.close()
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
     try:
         yield running
     finally:
+        # Closed first: a fault reverted after this (the chaos fixture's teardown may run
+        # later) must not start the service again.
+        running.closed = True
         registry.remove(definition.name)
         try:
             if scope != "session" and definition.name in toxiproxy.created:

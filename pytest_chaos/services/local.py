@@ -3,9 +3,9 @@
 Nothing outlives the session: each server leads its own process group (its descendants are
 found through /proc as well, since PostgreSQL backends start their own sessions), the kernel
 SIGKILLs it if the process that started it dies (PR_SET_PDEATHSIG, Linux; note that this
-follows the *thread* that started it, so start services from a thread that lives as long as
-they should), and an atexit handler kills whatever is still running at interpreter exit
-(including after Ctrl-C).
+follows the *thread* that started it: servers are therefore always started from the main
+thread or from one long-lived spawner thread, never from a short-lived caller's), and an
+atexit handler kills whatever is still running at interpreter exit (including after Ctrl-C).
 """
 
 from __future__ import annotations
@@ -22,10 +22,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from pytest_chaos.services.base import BinaryNotFound, Service, ServiceError
 from pytest_chaos.services.recipes import Recipe
@@ -54,6 +56,7 @@ class LocalProcess(Service):
         self.paused = False
         self._initialised = False
         self._account: pwd.struct_passwd | None = None
+        self._log_start = 0
 
     # ---------------------------------------------------------------------------- properties
     @property
@@ -281,8 +284,9 @@ class LocalProcess(Service):
 
     def _spawn_and_wait(self, command: list[str]) -> None:
         log = self.log_path.open("ab")
+        self._log_start = log.tell()  # failures quote this start's lines, not earlier ones
         try:
-            process = subprocess.Popen(
+            process = _popen(
                 self._format(command),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -329,7 +333,9 @@ class LocalProcess(Service):
 
     def _log_tail(self) -> str:
         try:
-            lines = self.log_path.read_text(errors="replace").splitlines()
+            with self.log_path.open("rb") as log:
+                log.seek(self._log_start)
+                lines = log.read().decode(errors="replace").splitlines()
         except OSError:
             return "(no log)"
         return "\n".join(lines[-LOG_TAIL_LINES:]) or "(empty)"
@@ -416,6 +422,30 @@ def _unprivileged_account(service: str) -> pwd.struct_passwd:
         with contextlib.suppress(KeyError):
             return pwd.getpwnam(name)
     raise ServiceError(service, "refuses to run as root, and there is no postgres or nobody user")
+
+
+def _popen(argv: list[str], **options: Any) -> subprocess.Popen[bytes]:
+    """subprocess.Popen, from a thread that lives as long as the process.
+
+    PR_SET_PDEATHSIG fires when the thread that forked the child ends, not the process: a
+    server started by a test's worker thread (a restart while a workload runs) would be
+    killed as soon as that thread returned. The main thread forks directly; other threads
+    hand the fork to one spawner thread that lives until interpreter exit.
+    """
+    def fork() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(argv, **options)
+
+    if threading.current_thread() is threading.main_thread():
+        return fork()
+    global _spawner
+    with _SPAWNER_LOCK:
+        if _spawner is None:
+            _spawner = ThreadPoolExecutor(1, thread_name_prefix="pytest-chaos-spawner")
+    return _spawner.submit(fork).result()
+
+
+_spawner: ThreadPoolExecutor | None = None
+_SPAWNER_LOCK = threading.Lock()
 
 
 def _die_with_parent() -> None:

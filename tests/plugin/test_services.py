@@ -520,8 +520,19 @@ def test_no_provider_fits(pytester: pytest.Pytester) -> None:
     )
 
 
-def test_setup_time_process_fault_starts_its_service_first(services: pytest.Pytester) -> None:
-    services.makepyfile(
+def test_setup_time_process_fault_starts_its_service_first(pytester: pytest.Pytester) -> None:
+    """A function-scoped service, so that the marker's fault at setup really has to start it
+    (a session-scoped one would already run); and once its fixture has ended, reverting the
+    fault must not start it again (the inner run's process check would catch that)."""
+    make_ini(pytester, "chaos_services = local")
+    pytester.makeconftest(
+        """
+        from pytest_chaos.services import redis_service, service_fixture
+
+        redis = service_fixture(redis_service(), scope="function")
+        """
+    )
+    pytester.makepyfile(
         dedent(
             """
             import pytest
@@ -533,10 +544,104 @@ def test_setup_time_process_fault_starts_its_service_first(services: pytest.Pyte
             @pytest.mark.dependency_down("redis", mode="stop", when="setup")
             def test_down_before_fixtures(seen_at_setup, redis):
                 assert seen_at_setup is False
+
+            def test_killed_through_chaos(chaos, redis):
+                chaos.kill("redis")
+
+            def test_fresh_each_time(redis, toxiproxy):
+                assert redis.running
+                assert toxiproxy.proxies()["redis"].upstream == redis.direct
             """
         )
     )
-    run(services).assert_outcomes(passed=1)
+    run(pytester, "-p", "no:randomly").assert_outcomes(passed=3)
+
+
+def test_two_services_cannot_share_a_name(pytester: pytest.Pytester) -> None:
+    make_ini(pytester, "chaos_services = local")
+    pytester.makeconftest(
+        """
+        from pytest_chaos.services import redis_service, service_fixture
+
+        redis = service_fixture(redis_service())
+        cache = service_fixture(redis_service(), name="cache")
+        """
+    )
+    pytester.makepyfile(
+        dedent(
+            """
+            import redis as redis_py
+
+            def test_both(redis, cache):
+                pass
+
+            def test_the_first_still_works(redis):
+                assert redis_py.Redis.from_url(redis.url, socket_timeout=2).ping()
+            """
+        )
+    )
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            exact(
+                "pytest-chaos: service 'redis': fixture 'cache' cannot start it, because"
+                " fixture 'redis' runs a service of that name; a service's name is its"
+                " proxy's, so give one of them another name"
+            )
+        ]
+    )
+
+
+def test_a_service_that_cannot_come_back_fails_the_next_test_with_its_reason(
+    pytester: pytest.Pytester,
+) -> None:
+    make_ini(pytester, "chaos_services = local")
+    pytester.makeconftest(
+        """
+        from pytest_chaos.services import Recipe, ServiceDefinition, redis_ready, service_fixture
+
+        STARTS = []
+
+        def ready_once(service):
+            # Ready on the first start only: every later start never passes.
+            if not STARTS or STARTS[-1] != service.pid:
+                STARTS.append(service.pid)
+            return len(STARTS) == 1 and redis_ready(service)
+
+        flaky = service_fixture(
+            ServiceDefinition(
+                "flaky",
+                local=Recipe(
+                    "flaky",
+                    ["redis-server", "--port", "{port}", "--bind", "{host}", "--save", ""],
+                    ready=ready_once,
+                    ready_timeout=1,
+                ),
+            )
+        )
+        """
+    )
+    pytester.makepyfile(
+        dedent(
+            """
+            def test_kills_it(flaky):
+                flaky.kill()
+
+            def test_next(flaky):
+                pass
+            """
+        )
+    )
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "pytest-chaos: before this test: service 'flaky': not ready after 1s: the readiness"
+            " check never passed; log:"
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()
 
 
 def test_interrupted_run_leaves_no_server(pytester: pytest.Pytester) -> None:

@@ -350,3 +350,17 @@ def test_a_recipe_declared_by_the_user(tmp_path: Path) -> None:
             urllib.request.urlopen(url, timeout=5)
         server.restart()
         assert urllib.request.urlopen(url, timeout=5).read() == b"hello"
+
+
+@needs_redis
+def test_a_server_restarted_from_a_short_lived_thread_outlives_it(
+    redis_service: LocalProcess,
+) -> None:
+    """The kernel's parent-death signal follows the thread that forked the server: a restart
+    from a thread that then ends (a test's workload thread) must not take the server down."""
+    restarter = threading.Thread(target=redis_service.restart)
+    restarter.start()
+    restarter.join(30)
+    time.sleep(0.5)  # a SIGKILL on the thread's exit would have landed by now
+    assert redis_service.running
+    assert client(redis_service, socket_timeout=2).ping()

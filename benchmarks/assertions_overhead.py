@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import importlib.metadata
 import json
 import platform
 import statistics
@@ -37,6 +36,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness.py, also under `python -m`
+import harness
 
 EVENTS = 10_000
 DEFAULT_REPEAT = 7
@@ -212,11 +214,8 @@ def measure(case: Case, repeat: int) -> Result:
 
 # -------------------------------------------------------------------------------- report
 def versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for package in ("tenacity", "pybreaker", "stamina", "purgatory"):
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            found[package] = importlib.metadata.version(package)
-    return found
+    found = harness.package_versions(("tenacity", "pybreaker", "stamina", "purgatory"))
+    return {"python": platform.python_version()} | {k: v for k, v in found.items() if v}
 
 
 def render(results: Sequence[Result], decode_us: float, repeat: int) -> Iterator[str]:
@@ -275,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     results = []
     for case in cases:
-        print(f"measuring {case.name} ...", file=sys.stderr, flush=True)
+        harness.log(f"measuring {case.name} ...")
         results.append(measure(case, args.repeat))
     decode_us = json_decode_seconds(events, args.repeat) / EVENTS * 1e6
     for line in render(results, decode_us, args.repeat):
@@ -289,9 +288,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "json_decode_us_per_event": decode_us,
             "results": [asdict(result) for result in results],
         }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(payload, indent=2) + "\n")
-        print(f"wrote {args.json}", file=sys.stderr)
+        harness.write_json(args.json, payload)
+        harness.log(f"wrote {args.json}")
     return 0
 
 

@@ -17,7 +17,6 @@ import contextlib
 import importlib
 import inspect
 import json
-import math
 import os
 import platform
 import queue
@@ -40,6 +39,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness.py, also under `python -m`
+from harness import BenchError, Supervisor, cpu_model, log, quantile
+
 HOST = "127.0.0.1"
 URL_RE = re.compile(r"http://([0-9.]+):(\d+)")
 LATENCY_MS = 20.0
@@ -54,10 +56,6 @@ MAX_FAILURES = 2  # failed runs after which a metric is given up for a target
 NOISY_SPREAD = 0.4
 # Share of one CPU that other processes may use during a run before it is called skewed.
 FOREIGN_LIMIT = 0.15
-
-
-class BenchError(Exception):
-    """A measurement or set-up step failed; the message is meant for the user."""
 
 
 @dataclass(frozen=True)
@@ -114,69 +112,9 @@ GOALS = (
 )
 
 
-def log(message: str) -> None:
-    """Progress goes to stderr so stdout holds only the report."""
-    print(message, file=sys.stderr, flush=True)
-
-
 # --------------------------------------------------------------------------
-# Process supervision
+# Process helpers (the Supervisor is in harness.py)
 # --------------------------------------------------------------------------
-
-
-class Supervisor:
-    """Starts every child in its own process group and ends them all on exit.
-
-    A new session per child means Ctrl-C reaches only this script, which then
-    terminates each group itself; killing the group also ends any grandchildren
-    (e.g. worker processes an engine might fork).
-    """
-
-    def __init__(self) -> None:
-        self._procs: list[tuple[str, subprocess.Popen[Any]]] = []
-
-    def spawn(self, label: str, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
-        kwargs.setdefault("stdin", subprocess.DEVNULL)
-        proc: subprocess.Popen[Any] = subprocess.Popen(argv, start_new_session=True, **kwargs)
-        self._procs.append((label, proc))
-        return proc
-
-    def run(self, argv: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
-        """Run a short-lived client to completion; kill its group if it overruns."""
-        proc = self.spawn(argv[0], argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.stop(proc)
-            raise BenchError(f"{argv[0]} did not finish within {timeout:.0f} s") from None
-        except BaseException:
-            self.stop(proc)
-            raise
-        self._forget(proc)
-        return subprocess.CompletedProcess(list(argv), proc.returncode, out, err)
-
-    def stop(self, proc: subprocess.Popen[Any], grace: float = 3.0) -> None:
-        # Signal the group only while its leader is unreaped: afterwards its id
-        # could in principle be reused by an unrelated process.
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            if proc.poll() is not None:
-                break
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=grace)
-        self._forget(proc)
-
-    def stop_all(self) -> None:
-        # Newest first: clients before the proxies before the upstream servers.
-        for _, proc in reversed(list(self._procs)):
-            self.stop(proc)
-
-    def _forget(self, proc: subprocess.Popen[Any]) -> None:
-        self._procs = [(label, p) for label, p in self._procs if p is not proc]
-
-    def live_pids(self) -> list[int]:
-        return [p.pid for _, p in self._procs if p.returncode is None]
 
 
 class StdoutDrain:
@@ -341,11 +279,11 @@ class Env:
         log(f"note: {message}")
 
     def spawn_logged(
-        self, label: str, argv: Sequence[str], logname: str, **kwargs: Any
+        self, argv: Sequence[str], logname: str, **kwargs: Any
     ) -> subprocess.Popen[Any]:
         """Start a server with its output in a log file: an unread pipe would fill up."""
         with (self.logdir / logname).open("a") as logfile:
-            return self.sup.spawn(label, argv, stdout=logfile, stderr=subprocess.STDOUT, **kwargs)
+            return self.sup.spawn(argv, stdout=logfile, stderr=subprocess.STDOUT, **kwargs)
 
 
 class IperfServer:
@@ -359,12 +297,12 @@ class IperfServer:
 
     def start(self) -> None:
         argv = ["iperf3", "-s", "-B", HOST, "-p", str(self.port)]
-        self.proc = self.env.spawn_logged("iperf3 -s", argv, "iperf3-server.log")
+        self.proc = self.env.spawn_logged(argv, "iperf3-server.log")
         wait_until(lambda: is_listening(self.port), self.proc, "iperf3 server")
 
     def restart(self) -> None:
         if self.proc is not None:
-            self.env.sup.stop(self.proc)
+            self.env.sup.end(self.proc)
         self.start()
 
 
@@ -372,7 +310,7 @@ def start_redis(env: Env) -> int:
     port = free_port()
     argv = ["redis-server", "--port", str(port), "--bind", HOST]
     argv += ["--save", "", "--appendonly", "no"]
-    proc = env.spawn_logged("redis-server", argv, "redis-server.log")
+    proc = env.spawn_logged(argv, "redis-server.log")
     wait_until(lambda: is_listening(port), proc, "redis-server")
     return port
 
@@ -403,9 +341,7 @@ def start_engine(env: Env, extra_args: Sequence[str]) -> Server:
     argv += extra_args
     errlog = env.logdir / "engine.log"
     with errlog.open("a") as stderr:
-        proc = env.sup.spawn(
-            "engine", argv, stdout=subprocess.PIPE, stderr=stderr, text=True, bufsize=1
-        )
+        proc = env.sup.spawn(argv, stdout=subprocess.PIPE, stderr=stderr, text=True, bufsize=1)
     assert proc.stdout is not None
     drain = StdoutDrain(proc.stdout)
     deadline = time.monotonic() + 30
@@ -434,7 +370,7 @@ def start_toxiproxy(env: Env, binary: str) -> Server:
     # connection-rate figure with log formatting the engine does not do.
     argv = [binary, "-host", HOST, "-port", str(port)]
     proc_env = {**os.environ, "LOG_LEVEL": "error"}
-    proc = env.spawn_logged("toxiproxy-server", argv, "toxiproxy.log", env=proc_env)
+    proc = env.spawn_logged(argv, "toxiproxy.log", env=proc_env)
     api = ToxiproxyApi(f"http://{HOST}:{port}")
     wait_until(api.responds, proc, "toxiproxy-server")
     return api, proc, env.logdir / "toxiproxy.log"
@@ -516,13 +452,23 @@ class LatencyResult:
     err_max: float
     samples: int
 
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile; q in 0..100."""
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    low, high = math.floor(pos), math.ceil(pos)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+    @classmethod
+    def of(cls, base: Sequence[float], toxic: Sequence[float] | None) -> LatencyResult:
+        """From RTTs without the toxic and with it; without `toxic`, the noise floor: the
+        spread of the base RTTs themselves around their median."""
+        base_median = statistics.median(base)
+        observed, latency = (base, 0.0) if toxic is None else (toxic, LATENCY_MS)
+        errors = [rtt - latency - base_median for rtt in observed]
+        return cls(
+            base_p50=base_median,
+            base_p99=quantile(base, 0.99),
+            toxic_p50=None if toxic is None else statistics.median(toxic),
+            err_p50=quantile(errors, 0.50),
+            err_p99=quantile(errors, 0.99),
+            err_p90=quantile(errors, 0.90),
+            err_max=max(errors),
+            samples=len(observed),
+        )
 
 
 # --------------------------------------------------------------------------
@@ -756,35 +702,12 @@ def latency_through_proxy(env: Env, api: ToxiproxyApi, proxy: str, port: int) ->
         toxic = probe_rtts(env, port, env.settings.toxic_samples)
     finally:
         api.remove_toxic(proxy, TOXIC_NAME)
-    base_median = statistics.median(base)
-    errors = [rtt - LATENCY_MS - base_median for rtt in toxic]
-    return LatencyResult(
-        base_p50=base_median,
-        base_p99=percentile(base, 99),
-        toxic_p50=statistics.median(toxic),
-        err_p50=percentile(errors, 50),
-        err_p99=percentile(errors, 99),
-        err_p90=percentile(errors, 90),
-        err_max=max(errors),
-        samples=len(toxic),
-    )
+    return LatencyResult.of(base, toxic)
 
 
 def noise_floor(env: Env, port: int) -> LatencyResult:
     """Direct RTT spread around its median: what the probe itself contributes."""
-    base = probe_rtts(env, port, env.settings.base_samples)
-    base_median = statistics.median(base)
-    errors = [rtt - base_median for rtt in base]
-    return LatencyResult(
-        base_p50=base_median,
-        base_p99=percentile(base, 99),
-        toxic_p50=None,
-        err_p50=percentile(errors, 50),
-        err_p99=percentile(errors, 99),
-        err_p90=percentile(errors, 90),
-        err_max=max(errors),
-        samples=len(base),
-    )
+    return LatencyResult.of(probe_rtts(env, port, env.settings.base_samples), None)
 
 
 def latency_for(env: Env, target: Target) -> LatencyResult:
@@ -989,18 +912,12 @@ def machine_busy_seconds() -> float:
 
 
 def machine_info() -> dict[str, str]:
-    model = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
     tw_reuse = "?"
     with contextlib.suppress(OSError):
         tw_reuse = Path("/proc/sys/net/ipv4/tcp_tw_reuse").read_text().strip()
     return {
         "nproc": str(len(os.sched_getaffinity(0))),
-        "cpu": model,
+        "cpu": cpu_model() or "unknown",
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "kernel": platform.release(),
         "cpu_busy_before": f"{cpu_busy_fraction(0.5):.0%}",
@@ -1332,7 +1249,7 @@ def supervised() -> Iterator[Supervisor]:
         # A second Ctrl-C must not abandon the children half-way through clean-up.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        sup.stop_all()
+        sup.end_all()
 
 
 def main(argv: Sequence[str]) -> int:

@@ -22,27 +22,26 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.metadata
-import json
 import math
 import os
 import platform
 import re
 import selectors
-import signal
 import socket
 import socketserver
-import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness.py, also under `python -m`
+import harness
+from harness import BenchError, log, median, quantile
 
 HOST = "127.0.0.1"
 FAULT_TARGET_MS = 5.0
@@ -51,13 +50,6 @@ READY_TIMEOUT = 20.0
 PYTEST_TIMEOUT = 300.0
 URL_RE = re.compile(r"http://[0-9.]+:\d+")
 IMPORTTIME_RE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \| ( *)(\S+)")
-# Every process this script starts, and every process those start, inherits this variable;
-# the clean-up at the end finds leftovers by it (and only by it).
-TOKEN_VAR = "PYTEST_CHAOS_BENCH_TOKEN"
-
-
-class BenchError(Exception):
-    """A measurement or set-up step failed; the message is meant for the user."""
 
 
 @dataclass(frozen=True)
@@ -73,25 +65,7 @@ FULL = Settings(iterations=200, warmup=20, tests=100, e2e_reps=5, startup_reps=1
 QUICK = Settings(iterations=50, warmup=5, tests=50, e2e_reps=2, startup_reps=3)
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-# ------------------------------------------------------------------------------ statistics
-def quantile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated quantile (numpy's default); NaN for no values."""
-    ordered = sorted(values)
-    if not ordered:
-        return math.nan
-    position = (len(ordered) - 1) * q
-    low, high = math.floor(position), math.ceil(position)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else math.nan
-
-
+# ----------------------------------------------------------------------------- report rows
 @dataclass
 class Row:
     """One line of the report table; samples are in seconds."""
@@ -131,72 +105,24 @@ class Row:
 
 
 # ------------------------------------------------------------------- process supervision
-class Supervisor:
-    """Starts children in their own process groups and ends everything at the end."""
+class EngineSupervisor(harness.TokenSupervisor):
+    """Also stops the engines this script launches itself (EngineProcess objects)."""
+
+    end_grace = 5.0
 
     def __init__(self, token: str) -> None:
-        self.token = token
-        self._procs: list[subprocess.Popen[Any]] = []
+        super().__init__(token)
         self.engines: list[Any] = []  # pytest_chaos.backends.EngineProcess objects
 
-    def spawn(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
-        kwargs.setdefault("stdin", subprocess.DEVNULL)
-        proc: subprocess.Popen[Any] = subprocess.Popen(argv, start_new_session=True, **kwargs)
-        self._procs.append(proc)
-        return proc
-
-    def end(self, proc: subprocess.Popen[Any]) -> None:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
-        if proc in self._procs:
-            self._procs.remove(proc)
-
-    def leftovers(self) -> list[int]:
-        """Processes other than this one that carry this run's token."""
-        needle = f"{TOKEN_VAR}={self.token}".encode()
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit() or int(entry.name) == os.getpid():
-                continue
-            try:
-                environ = (entry / "environ").read_bytes()
-            except OSError:
-                continue
-            if needle in environ.split(b"\0"):
-                found.append(int(entry.name))
-        return found
-
-    def stop_all(self) -> int:
-        """Stop everything; returns how many stray processes had to be stopped by token."""
+    def stop_all(self) -> list[str]:
         for engine in self.engines:
             with contextlib.suppress(Exception):
                 engine.stop()
-        for proc in list(self._procs):
-            self.end(proc)
-        stray = self.leftovers()
-        for pid in stray:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 3
-        while stray and time.monotonic() < deadline:
-            time.sleep(0.05)
-            stray_alive = [pid for pid in stray if Path(f"/proc/{pid}").exists()]
-            if not stray_alive:
-                break
-        for pid in self.leftovers():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        return len(stray)
+        return super().stop_all()
+
+    def finish(self) -> None:
+        forced = self.stop_all()
+        log(f"warning: stopped {'; '.join(forced)}" if forced else "all processes stopped")
 
 
 def read_line(stream: IO[str], timeout: float) -> str | None:
@@ -254,27 +180,17 @@ def echo_through(host: str, port: int) -> tuple[float, float]:
 
 # ------------------------------------------------------------------------------- machine
 def machine_info() -> dict[str, Any]:
-    model = platform.processor() or "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    versions: dict[str, str | None] = {}
-    for package in ("pytest", "aiohttp", "httpx", "uvloop", "pytest-chaos"):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = None
     return {
         "nproc": len(os.sched_getaffinity(0)),
         "cpu_count": os.cpu_count(),
-        "cpu_model": model,
+        "cpu_model": harness.cpu_model() or platform.processor() or "unknown",
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "executable": sys.executable,
         "platform": platform.platform(),
         "loadavg_1m": os.getloadavg()[0],
-        "versions": versions,
+        "versions": harness.package_versions(
+            ("pytest", "aiohttp", "httpx", "uvloop", "pytest-chaos")
+        ),
     }
 
 
@@ -551,50 +467,24 @@ def write_startup_project(directory: Path) -> None:
 
 
 def run_pytest(
-    supervisor: Supervisor,
+    supervisor: EngineSupervisor,
     directory: Path,
     test_file: str,
     env_extra: dict[str, str],
     options: Sequence[str] = (),
 ) -> tuple[float, dict[str, Any]]:
     """Run pytest on one generated file; returns (wall seconds, what the conftest wrote)."""
-    out = directory / f".bench-{uuid.uuid4().hex}.json"
-    argv = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        *(options or ["--chaos-seed", "1"]),
-        test_file,
-    ]
-    env = dict(os.environ)
-    env.pop("PYTEST_ADDOPTS", None)
-    env.update(env_extra)
-    env["BENCH_OUT"] = str(out)
-    start = time.perf_counter()
-    proc = supervisor.spawn(
-        argv, cwd=directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    args = [*(options or ["--chaos-seed", "1"]), test_file]
+    env = dict(os.environ) | env_extra
+    done = harness.run_pytest(
+        supervisor, directory, args, env, PYTEST_TIMEOUT, f"pytest {test_file}"
     )
-    try:
-        output, _ = proc.communicate(timeout=PYTEST_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        supervisor.end(proc)
-        raise BenchError(f"pytest {test_file} did not finish in {PYTEST_TIMEOUT:.0f}s") from None
-    wall = time.perf_counter() - start
-    supervisor.end(proc)
-    if proc.returncode != 0 or not out.exists():
-        tail = "\n".join(output.strip().splitlines()[-25:])
-        raise BenchError(f"pytest {test_file} failed (exit {proc.returncode}):\n{tail}")
-    data: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
-    out.unlink()
-    return wall, data
+    return done.wall, done.data
 
 
 # ----------------------------------------------------------------- 1b: end-to-end markers
 def bench_e2e(
-    supervisor: Supervisor, workdir: Path, upstream: str, settings: Settings
+    supervisor: EngineSupervisor, workdir: Path, upstream: str, settings: Settings
 ) -> tuple[list[Row], dict[str, Any]]:
     directory = workdir / "e2e"
     write_e2e_project(directory, upstream, settings.tests)
@@ -657,19 +547,15 @@ def bench_e2e(
 
 
 # --------------------------------------------------------------------------- 2: start-up
-def python_inner_time(supervisor: Supervisor, code: str) -> float:
+def python_inner_time(supervisor: EngineSupervisor, code: str) -> float:
     """Run `code` in a fresh interpreter; it prints a duration in seconds."""
-    proc = supervisor.spawn(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    out, err = proc.communicate(timeout=60)
-    supervisor.end(proc)
-    if proc.returncode != 0:
-        raise BenchError(f"python -c {code!r} failed: {err.strip()}")
-    return float(out.strip().splitlines()[-1])
+    done = supervisor.run([sys.executable, "-c", code], 60)
+    if done.returncode != 0:
+        raise BenchError(f"python -c {code!r} failed: {done.stderr.strip()}")
+    return float(done.stdout.strip().splitlines()[-1])
 
 
-def python_wall_time(supervisor: Supervisor, argv: Sequence[str]) -> float:
+def python_wall_time(supervisor: EngineSupervisor, argv: Sequence[str]) -> float:
     start = time.perf_counter()
     proc = supervisor.spawn(
         [sys.executable, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -708,7 +594,7 @@ def engine_argv(seed: int) -> list[str]:
     ]
 
 
-def launch_without_certs(supervisor: Supervisor, seed: int) -> float:
+def launch_without_certs(supervisor: EngineSupervisor, seed: int) -> float:
     """Launch to ready line of the engine with OpenSSL's default CA paths pointed at nothing:
     aiohttp builds two SSL contexts when imported, which load the CA store."""
     env = dict(os.environ, SSL_CERT_FILE=os.devnull, SSL_CERT_DIR="/nonexistent")
@@ -743,7 +629,7 @@ def noverify_client_time(url: str) -> float:
 
 
 def bench_startup(
-    supervisor: Supervisor, workdir: Path, echo: EchoServer, settings: Settings
+    supervisor: EngineSupervisor, workdir: Path, echo: EchoServer, settings: Settings
 ) -> tuple[list[Row], dict[str, Any]]:
     from pytest_chaos.backends import EngineProcess
     from pytest_chaos.client import ToxiproxyClient
@@ -937,7 +823,7 @@ def bench_startup(
 
 
 # ------------------------------------------------------------- where start-up time goes
-def import_breakdown(supervisor: Supervisor, workdir: Path, runs: int) -> dict[str, Any]:
+def import_breakdown(supervisor: EngineSupervisor, workdir: Path, runs: int) -> dict[str, Any]:
     """Run the engine under `-X importtime` up to its ready line; group import self-times."""
     groups_runs: list[dict[str, float]] = []
     modules_runs: list[dict[str, float]] = []
@@ -1007,10 +893,8 @@ def render(machine: dict[str, Any], rows: list[Row], extra: dict[str, Any]) -> s
         "versions: " + ", ".join(f"{k} {v}" for k, v in machine["versions"].items()),
         f"load average (1 min): {machine['loadavg_1m']:.2f} at start,"
         f" {machine.get('loadavg_1m_end', math.nan):.2f} at end"
-        + (
-            "  (WARNING: busy machine, figures are noisy)"
-            if max(machine["loadavg_1m"], machine.get("loadavg_1m_end", 0)) > 0.5 * machine["nproc"]
-            else ""
+        + harness.busy_warning(
+            max(machine["loadavg_1m"], machine.get("loadavg_1m_end", 0)), machine["nproc"]
         ),
     ]
     width = max((len(r.label) for r in rows), default=20) + 2
@@ -1073,19 +957,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-@contextlib.contextmanager
-def terminate_on_sigterm() -> Iterator[None]:
-    def handler(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def benchmark(args: argparse.Namespace, supervisor: Supervisor, workdir: Path) -> int:
+def benchmark(args: argparse.Namespace, supervisor: EngineSupervisor, workdir: Path) -> int:
     settings = QUICK if args.quick else FULL
     machine = machine_info()
     log(
@@ -1161,8 +1033,7 @@ def benchmark(args: argparse.Namespace, supervisor: Supervisor, workdir: Path) -
             "errors": errors,
             "raw": raw,
         }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        harness.write_json(args.json, payload)
         log(f"wrote {args.json}")
     if errors:
         return 2
@@ -1171,31 +1042,12 @@ def benchmark(args: argparse.Namespace, supervisor: Supervisor, workdir: Path) -
 
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
-    try:
-        import pytest_chaos.backends  # noqa: F401 - only checking it is importable
-    except ImportError as error:
-        log(f"cannot import pytest_chaos ({error}); run with the project's virtualenv")
-        return 2
-    token = uuid.uuid4().hex
-    os.environ[TOKEN_VAR] = token  # inherited by every child and grandchild
-    supervisor = Supervisor(token)
-    status = 0
-    with terminate_on_sigterm(), tempfile.TemporaryDirectory(prefix="chaos-overhead-") as tmp:
-        try:
-            status = benchmark(args, supervisor, Path(tmp))
-        except BenchError as error:
-            log(f"error: {error}")
-            status = 2
-        except KeyboardInterrupt:
-            log("interrupted")
-            status = 130
-        finally:
-            stray = supervisor.stop_all()
-            if stray:
-                log(f"warning: stopped {stray} process(es) that outlived their parent")
-            else:
-                log("all processes stopped")
-    return status
+    return harness.run_supervised(
+        EngineSupervisor,
+        lambda supervisor, workdir: benchmark(args, supervisor, workdir),
+        needs="pytest_chaos.backends",
+        tmp_prefix="chaos-overhead-",
+    )
 
 
 if __name__ == "__main__":

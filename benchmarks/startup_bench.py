@@ -38,17 +38,17 @@ import json
 import os
 import platform
 import shutil
-import signal
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness.py, also under `python -m`
+import harness
+from harness import BenchError, log, median
 
 HOST = "127.0.0.1"
 SERVICES = ("redis", "postgres")
@@ -63,22 +63,7 @@ QUICK_RUNS = 2
 PYTEST_TIMEOUT = 120.0
 INPROCESS_TIMEOUT = 300.0
 REAPER_GRACE = 10.0  # a container watchdog sweeps 2 s after its pytest exits, then exits
-# Every process this script starts, and every process those start, inherits this variable;
-# the clean-up at the end finds leftovers by it (and only by it).
-TOKEN_VAR = "PYTEST_CHAOS_BENCH_TOKEN"
 SESSION_LABEL = "pytest-chaos.session"
-
-
-class BenchError(Exception):
-    """A measurement failed; the message is meant for the user."""
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else float("nan")
 
 
 def spread(values: Sequence[float], scale: float = 1.0, digits: int = 2) -> str:
@@ -166,82 +151,28 @@ def machine_service_missing(service: str) -> str | None:
 
 
 # ------------------------------------------------------------------- process supervision
-class Supervisor:
-    """Starts children in their own process groups; finds what they left by the token."""
+class ServiceSupervisor(harness.TokenSupervisor):
+    """Also remembers the container sessions of our runs (a container watchdog carries the
+    token and names its session in its arguments) and removes their containers at the end."""
+
+    end_grace = 10.0  # pytest stops its services on SIGTERM
+    patience = REAPER_GRACE  # container watchdogs finish their sweep
 
     def __init__(self, token: str) -> None:
-        self.token = token
-        self._procs: list[subprocess.Popen[str]] = []
+        super().__init__(token)
         self.session_ids: set[str] = set()  # container session labels of our runs
 
-    def spawn(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[str]:
-        proc: subprocess.Popen[str] = subprocess.Popen(
-            argv, start_new_session=True, stdin=subprocess.DEVNULL, text=True, **kwargs
-        )
-        self._procs.append(proc)
-        return proc
-
-    def run(self, argv: Sequence[str], timeout: float, **kwargs: Any) -> tuple[int, str, str]:
-        """Run to completion; (exit status, stdout, stderr). A timeout ends its process group."""
-        proc = self.spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.end(proc)
-            raise BenchError(f"{' '.join(argv[:4])} ... did not finish in {timeout:g}s") from None
-        self._procs.remove(proc)
-        return proc.returncode, out, err
-
-    def end(self, proc: subprocess.Popen[str]) -> None:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        proc.communicate()
-        if proc in self._procs:
-            self._procs.remove(proc)
-
-    def leftovers(self) -> list[int]:
-        """Processes other than this one that carry this run's token."""
-        needle = f"{TOKEN_VAR}={self.token}".encode()
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit() or int(entry.name) == os.getpid():
-                continue
-            try:
-                environ = (entry / "environ").read_bytes()
-                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if needle in environ.split(b"\0"):
-                found.append(int(entry.name))
-                for arg in cmdline:  # a container watchdog names its session
-                    if arg.startswith(f"{SESSION_LABEL}=".encode()):
-                        self.session_ids.add(arg.decode().split("=", 1)[1])
+    def token_processes(self) -> dict[int, list[bytes]]:
+        found = super().token_processes()
+        prefix = f"{SESSION_LABEL}=".encode()
+        for cmdline in found.values():
+            for arg in cmdline:
+                if arg.startswith(prefix):
+                    self.session_ids.add(arg.decode().split("=", 1)[1])
         return found
 
     def stop_all(self) -> list[str]:
-        """End every child, let container watchdogs finish their sweep, then remove what is
-        left of ours. Returns what had to be cleaned up by force (empty when all went well)."""
-        for proc in list(self._procs):
-            self.end(proc)
-        forced: list[str] = []
-        deadline = time.monotonic() + REAPER_GRACE
-        while (stray := self.leftovers()) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if stray:
-            forced.append(f"{len(stray)} process(es) still running after {REAPER_GRACE:g}s")
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                for pid in stray:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, sig)
-                time.sleep(1)
-                stray = self.leftovers()
+        forced = super().stop_all()
         removed = remove_containers(self.session_ids)
         if removed:
             forced.append(f"{removed} container(s) labelled {SESSION_LABEL}=<one of our runs>")
@@ -250,23 +181,12 @@ class Supervisor:
 
 def remove_containers(session_ids: set[str]) -> int:
     """Remove the containers of our own runs (by their session label); how many there were."""
-    if not session_ids:
-        return 0
-    try:
-        docker: Any = importlib.import_module("docker")  # no type information
-        client = docker.from_env(timeout=15)
-    except Exception:
-        return 0
+    from pytest_chaos.services.reaper import remove_containers as remove_labelled
+
     removed = 0
-    try:
-        for session_id in session_ids:
-            filters = {"label": f"{SESSION_LABEL}={session_id}"}
-            for container in client.containers.list(all=True, filters=filters):
-                with contextlib.suppress(Exception):
-                    container.remove(force=True, v=True)
-                removed += 1
-    finally:
-        client.close()
+    for session_id in session_ids:
+        with contextlib.suppress(Exception):  # no Docker: no containers of ours either
+            removed += remove_labelled(f"{SESSION_LABEL}={session_id}")
     return removed
 
 
@@ -393,26 +313,18 @@ def write_project(directory: Path, variant: Variant, images: dict[str, str]) -> 
 
 
 def run_session(
-    supervisor: Supervisor, directory: Path, variant: Variant, child_tmp: Path
+    supervisor: ServiceSupervisor, directory: Path, variant: Variant, child_tmp: Path
 ) -> dict[str, float]:
     """One pytest session; wall time and the conftest's milestones, relative to the spawn."""
-    out = directory / f".bench-{uuid.uuid4().hex}.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHAOS_EXTERNAL_")}
-    env.pop("PYTEST_ADDOPTS", None)
-    env.update(BENCH_OUT=str(out), TMPDIR=str(child_tmp))
+    env["TMPDIR"] = str(child_tmp)
     if variant.provider == "external":
         name = variant.service
         env[f"CHAOS_EXTERNAL_{name.upper()}"] = f"{HOST}:{MACHINE_PORTS[name]}"
-    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_startup.py"]
-    spawned = time.time()
-    start = time.perf_counter()
-    status, stdout, stderr = supervisor.run(argv, PYTEST_TIMEOUT, cwd=directory, env=env)
-    wall = time.perf_counter() - start
-    if status != 0 or not out.exists():
-        tail = "\n".join((stdout + stderr).strip().splitlines()[-20:])
-        raise BenchError(f"{variant.label}: pytest exited with {status}:\n{tail}")
-    data = json.loads(out.read_text(encoding="utf-8"))
-    out.unlink()
+    done = harness.run_pytest(
+        supervisor, directory, ["test_startup.py"], env, PYTEST_TIMEOUT, f"{variant.label}: pytest"
+    )
+    wall, spawned, data = done.wall, done.spawned, done.data
     if data.get("session_id"):
         supervisor.session_ids.add(data["session_id"])
     marks = data["marks"]
@@ -459,7 +371,7 @@ def session_variants(
 
 
 def bench_sessions(
-    supervisor: Supervisor,
+    supervisor: ServiceSupervisor,
     workdir: Path,
     child_tmp: Path,
     variants: list[Variant],
@@ -543,15 +455,22 @@ def inprocess_child(argv: Sequence[str]) -> int:
 
 
 def bench_inprocess(
-    supervisor: Supervisor, child_tmp: Path, service: str, provider: str, image: str, runs: int
+    supervisor: ServiceSupervisor,
+    child_tmp: Path,
+    service: str,
+    provider: str,
+    image: str,
+    runs: int,
 ) -> dict[str, Any]:
     env = dict(os.environ, TMPDIR=str(child_tmp))
     argv = [sys.executable, __file__, "_inprocess", service, provider, image, str(runs)]
-    status, out, err = supervisor.run(argv, INPROCESS_TIMEOUT, env=env)
-    if status != 0:
-        tail = "\n".join(err.strip().splitlines()[-15:])
-        raise BenchError(f"in-process {service}/{provider} failed (exit {status}):\n{tail}")
-    data: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    done = supervisor.run(argv, INPROCESS_TIMEOUT, env=env)
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
+        raise BenchError(
+            f"in-process {service}/{provider} failed (exit {done.returncode}):\n{tail}"
+        )
+    data: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     if data.get("session_id"):
         supervisor.session_ids.add(data["session_id"])
     samples: dict[str, list[float]] = data["samples"]
@@ -564,16 +483,10 @@ def bench_inprocess(
 
 # ------------------------------------------------------------------------------- report
 def machine_info() -> dict[str, Any]:
-    model = platform.processor() or "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
     info: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
         "nproc": len(os.sched_getaffinity(0)),
-        "cpu_model": model,
+        "cpu_model": harness.cpu_model() or platform.processor() or "unknown",
         "python": platform.python_version(),
         "platform": platform.platform(),
         "loadavg_1m": os.getloadavg()[0],
@@ -688,59 +601,54 @@ def render_inprocess(results: dict[str, dict[str, Any]], runs: int) -> list[str]
     return lines
 
 
-def render(
-    machine: dict[str, Any],
-    settings: dict[str, Any],
-    skipped: list[str],
-    variants: list[Variant],
-    inprocess: dict[str, dict[str, Any]],
-    errors: list[str],
-    cleanup: list[str],
-) -> str:
-    busy = machine["loadavg_1m"] > 0.5 * machine["nproc"]
-    lines = [
-        "pytest-chaos service start-up",
-        f"{machine['date']}; nproc={machine['nproc']}, {machine['cpu_model']}, Python"
-        f" {machine['python']}, {machine['platform']}",
-        f"{machine.get('redis', 'redis-server ?')}; {machine.get('docker', 'docker ?')};"
-        f" images {', '.join(settings['images'].values())}",
-        f"load average (1 min) at start {machine['loadavg_1m']:.2f}"
-        + ("  (WARNING: busy machine, figures are noisy)" if busy else ""),
-    ]
-    lines += [f"skipped: {reason}" for reason in skipped]
-    if variants:
-        lines += render_sessions(variants, settings["runs"])
-    lines += render_inprocess(inprocess, settings["runs"])
-    lines += [""] + [f"ERROR (figures missing): {error}" for error in errors]
-    lines.append(
-        "left behind: nothing"
-        if not cleanup
-        else "left behind, removed by the clean-up: " + "; ".join(cleanup)
-    )
-    return "\n".join(lines)
+@dataclass
+class Report:
+    """Everything a run found, for the text report and the JSON file."""
 
+    machine: dict[str, Any]
+    settings: dict[str, Any]
+    skipped: list[str]
+    variants: list[Variant]
+    inprocess: dict[str, dict[str, Any]]
+    errors: list[str]
+    cleanup: list[str]
 
-def json_payload(
-    machine: dict[str, Any],
-    settings: dict[str, Any],
-    skipped: list[str],
-    variants: list[Variant],
-    inprocess: dict[str, dict[str, Any]],
-    errors: list[str],
-    cleanup: list[str],
-) -> dict[str, Any]:
-    return {
-        "machine": machine,
-        "settings": settings,
-        "skipped": skipped,
-        "sessions_s": {
-            v.key: {"label": v.label, "baseline": v.baseline, "error": v.error, "runs": v.runs}
-            for v in variants
-        },
-        "inprocess_s": inprocess,
-        "errors": errors,
-        "left_behind": cleanup,
-    }
+    def render(self) -> str:
+        machine, settings, cleanup = self.machine, self.settings, self.cleanup
+        lines = [
+            "pytest-chaos service start-up",
+            f"{machine['date']}; nproc={machine['nproc']}, {machine['cpu_model']}, Python"
+            f" {machine['python']}, {machine['platform']}",
+            f"{machine.get('redis', 'redis-server ?')}; {machine.get('docker', 'docker ?')};"
+            f" images {', '.join(settings['images'].values())}",
+            f"load average (1 min) at start {machine['loadavg_1m']:.2f}"
+            + harness.busy_warning(machine["loadavg_1m"], machine["nproc"]),
+        ]
+        lines += [f"skipped: {reason}" for reason in self.skipped]
+        if self.variants:
+            lines += render_sessions(self.variants, settings["runs"])
+        lines += render_inprocess(self.inprocess, settings["runs"])
+        lines += [""] + [f"ERROR (figures missing): {error}" for error in self.errors]
+        lines.append(
+            "left behind: nothing"
+            if not cleanup
+            else "left behind, removed by the clean-up: " + "; ".join(cleanup)
+        )
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "machine": self.machine,
+            "settings": self.settings,
+            "skipped": self.skipped,
+            "sessions_s": {
+                v.key: {"label": v.label, "baseline": v.baseline, "error": v.error, "runs": v.runs}
+                for v in self.variants
+            },
+            "inprocess_s": self.inprocess,
+            "errors": self.errors,
+            "left_behind": self.cleanup,
+        }
 
 
 # --------------------------------------------------------------------------------- main
@@ -794,7 +702,7 @@ def check_prerequisites(
     return available, baselines, skipped
 
 
-def benchmark(args: argparse.Namespace, supervisor: Supervisor, workdir: Path) -> int:
+def benchmark(args: argparse.Namespace, supervisor: ServiceSupervisor, workdir: Path) -> int:
     runs = args.runs or (QUICK_RUNS if args.quick else FULL_RUNS)
     images = {"redis": args.redis_image, "postgres": args.postgres_image}
     settings = {"runs": runs, "warmup": not args.quick, "images": images}
@@ -842,54 +750,24 @@ def benchmark(args: argparse.Namespace, supervisor: Supervisor, workdir: Path) -
     leftover_dirs = sorted(p.name for p in child_tmp.iterdir())
     if leftover_dirs:
         cleanup.append(f"temporary directories {', '.join(leftover_dirs)}")
-    print(render(machine, settings, skipped, variants, inprocess, errors, cleanup))
+    report = Report(machine, settings, skipped, variants, inprocess, errors, cleanup)
+    print(report.render())
     if args.json:
-        payload = json_payload(machine, settings, skipped, variants, inprocess, errors, cleanup)
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        harness.write_json(args.json, report.to_json())
         log(f"wrote {args.json}")
     return 2 if errors or cleanup else 0
-
-
-@contextlib.contextmanager
-def terminate_on_sigterm() -> Iterator[None]:
-    def handler(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: Sequence[str]) -> int:
     if argv[:1] == ["_inprocess"]:
         return inprocess_child(argv[1:])
     args = parse_args(argv)
-    try:
-        import pytest_chaos.services  # noqa: F401 - only checking it is importable
-    except ImportError as error:
-        log(f"cannot import pytest_chaos ({error}); run with the project's virtualenv")
-        return 2
-    token = uuid.uuid4().hex
-    os.environ[TOKEN_VAR] = token  # inherited by every child and grandchild
-    supervisor = Supervisor(token)
-    status = 0
-    with terminate_on_sigterm(), tempfile.TemporaryDirectory(prefix="chaos-startup-") as tmp:
-        try:
-            status = benchmark(args, supervisor, Path(tmp))
-        except BenchError as error:
-            log(f"error: {error}")
-            status = 2
-        except KeyboardInterrupt:
-            log("interrupted")
-            status = 130
-        finally:
-            forced = supervisor.stop_all()
-            if forced:
-                log("clean-up: " + "; ".join(forced))
-    return status
+    return harness.run_supervised(
+        ServiceSupervisor,
+        lambda supervisor, workdir: benchmark(args, supervisor, workdir),
+        needs="pytest_chaos.services",
+        tmp_prefix="chaos-startup-",
+    )
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@
 # STOPSIGNAL, so pass --stop-signal SIGINT or ContainerSpec(stop_signal=SIGINT)).
 #
 # A no-op when the image exists with the same inputs (label pytest-chaos.inputs: a hash of
-# this script and of the name, size and time of every file that goes in).
+# this script, of lib/common.sh and of the name, size and time of every file that goes in).
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 image=${POSTGRES_IMAGE:-pytest-chaos/postgres:local}
 bin=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null \
@@ -35,8 +36,7 @@ done < <(find "$lib" -maxdepth 1 -name '*.so' ! -name 'llvmjit*' -print0)
 libraries=()
 while read -r library; do
     libraries+=("$library")
-done < <(ldd "${programs[@]}" "${modules[@]}" /usr/bin/dash 2>/dev/null \
-    | awk '/=> \// {print $3} /^\t\// {print $1}' | sort -u)
+done < <(linked_libraries "${programs[@]}" "${modules[@]}" /usr/bin/dash)
 
 # The C.UTF-8 locale when the machine has it (glibc's built-in one is not listed by locale -a).
 locales=()
@@ -45,23 +45,15 @@ if [ -d /usr/lib/locale/C.utf8 ]; then
 fi
 
 inputs=$({
-    cat "$0"
     stat -L -c '%n %s %Y' "${programs[@]}" "${libraries[@]}" /usr/bin/dash
     find "$lib" "$share" /usr/share/zoneinfo "${locales[@]}" -printf '%p %s %T@\n' | sort
-} | sha256sum | cut -c1-16)
-built=$(docker image inspect --format '{{ index .Config.Labels "pytest-chaos.inputs" }}' \
-    "$image" 2>/dev/null || true)
-if [ "$built" = "$inputs" ]; then
+} | inputs_hash)
+if image_is_current "$image" "$inputs"; then
     exit 0
 fi
-old=$(docker image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
 
-root=$(mktemp -d /tmp/pytest-chaos-image-postgres.XXXXXX)
-trap 'rm -rf "$root"' EXIT
-for file in "${programs[@]}" "${libraries[@]}"; do
-    mkdir -p "$root$(dirname "$file")"
-    cp -L "$file" "$root$file"
-done
+make_root postgres
+copy_into_root "${programs[@]}" "${libraries[@]}"
 mkdir -p "$root$lib" "$root$share" "$root/usr/share/zoneinfo" "$root/bin"
 # The modules (plpgsql, snowball, contrib...) without JIT: llvmjit links all of LLVM.
 (cd "$lib" && tar -c --exclude='llvmjit*' --exclude=bitcode --exclude=pgxs .) \
@@ -74,14 +66,11 @@ for locale in "${locales[@]}"; do
     cp -a "$locale" "$root$locale"
 done
 
-mkdir -p "$root/etc" "$root/tmp" "$root/usr/local/bin" "$root/var/lib/postgresql" \
-    "$root/var/run/postgresql"
+mkdir -p "$root/tmp" "$root/usr/local/bin" "$root/var/lib/postgresql" "$root/var/run/postgresql"
 # The data directory is made by initdb, running as postgres, in a directory anyone may write
 # to (sticky, like /tmp): the image is built without root's chown.
 chmod 1777 "$root/tmp" "$root/var/lib/postgresql" "$root/var/run/postgresql"
-printf '%s\n' 'root:x:0:0:root:/root:/sbin/nologin' \
-    'postgres:x:999:999:PostgreSQL administrator:/var/lib/postgresql:/bin/sh' >"$root/etc/passwd"
-printf '%s\n' 'root:x:0:' 'postgres:x:999:' >"$root/etc/group"
+add_accounts postgres 'PostgreSQL administrator' /var/lib/postgresql /bin/sh
 
 cat >"$root/usr/local/bin/docker-entrypoint.sh" <<'SCRIPT'
 #!/bin/sh
@@ -109,7 +98,7 @@ exec "$@"
 SCRIPT
 chmod 755 "$root/usr/local/bin/docker-entrypoint.sh"
 
-tar -C "$root" --owner=0 --group=0 --numeric-owner -c . | docker import \
+import_root "$image" "$inputs" "PostgreSQL $version from this machine" \
     --change 'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]' \
     --change 'CMD ["postgres"]' \
     --change "ENV PATH=$bin:/usr/local/bin:/usr/bin:/bin" \
@@ -117,11 +106,5 @@ tar -C "$root" --owner=0 --group=0 --numeric-owner -c . | docker import \
     --change 'ENV TZ=Etc/UTC' \
     --change 'EXPOSE 5432' \
     --change 'USER postgres' \
-    --change 'WORKDIR /var/lib/postgresql' \
-    --change "LABEL pytest-chaos.inputs=$inputs" \
-    --message "PostgreSQL $version from this machine" \
-    - "$image" >/dev/null
-if [ -n "$old" ]; then
-    docker rmi "$old" >/dev/null 2>&1 || true # the previous build, unless a container uses it
-fi
+    --change 'WORKDIR /var/lib/postgresql'
 echo "images/postgres: built $image"

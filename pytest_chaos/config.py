@@ -66,6 +66,13 @@ def add_options(parser: pytest.Parser) -> None:
         "Ini: chaos_toxiproxy_image.",
     )
     group.addoption(
+        "--chaos-toxiproxy-network",
+        choices=NETWORKS,
+        default=None,
+        help="network of the Toxiproxy container: bridge (default; ports published on "
+        "127.0.0.1) or host (shares the host's network). Ini: chaos_toxiproxy_network.",
+    )
+    group.addoption(
         "--chaos-services",
         choices=SERVICE_PROVIDERS,
         default=None,
@@ -75,12 +82,7 @@ def add_options(parser: pytest.Parser) -> None:
     )
     parser.addini("chaos_backend", "default for --chaos-backend", default="embedded")
     parser.addini("chaos_toxiproxy_image", "default for --chaos-toxiproxy-image", default="")
-    parser.addini(
-        "chaos_toxiproxy_network",
-        "network of the Toxiproxy container: bridge (default; ports mapped to 127.0.0.1) or "
-        "host (shares the host's network, reaches upstreams on 127.0.0.1)",
-        default="bridge",
-    )
+    parser.addini("chaos_toxiproxy_network", "default for --chaos-toxiproxy-network", default="")
     parser.addini("chaos_services", "default for --chaos-services", default="auto")
     parser.addini(
         "chaos_images",
@@ -141,7 +143,7 @@ def resolve(config: pytest.Config, inherited_seed: int | None = None) -> ChaosCo
     else:
         seed = random.randrange(1, 2**31)
     report = _setting(config, "chaos_report", "chaos_report")
-    network = str(config.getini("chaos_toxiproxy_network")).strip() or "bridge"
+    network = _setting(config, "chaos_toxiproxy_network", "chaos_toxiproxy_network") or "bridge"
     if network not in NETWORKS:
         raise pytest.UsageError(
             f"chaos_toxiproxy_network: {network!r} is not a network mode; choose from"

@@ -93,7 +93,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def _declared_service_fixtures() -> tuple[str, ...]:
     # Only a conftest that called service_fixture() has imported this module.
     module = sys.modules.get("pytest_chaos.services.fixtures")
-    return tuple(module.DECLARED.values()) if module is not None else ()
+    if module is None:
+        return ()
+    return tuple(name for names in module.DECLARED.values() for name in names)
 
 
 def _uses_chaos(item: pytest.Item) -> bool:
@@ -348,9 +350,10 @@ def _start_service_for(request: pytest.FixtureRequest, fault: object) -> None:
         return
     from pytest_chaos.services.fixtures import DECLARED
 
-    fixture = DECLARED.get(fault.target)
-    if fixture is not None and fixture in request.fixturenames:
-        request.getfixturevalue(fixture)
+    for fixture in sorted(DECLARED.get(fault.target, ())):
+        if fixture in request.fixturenames:
+            request.getfixturevalue(fixture)
+            return
 
 
 def _bring_back(services: list[Any]) -> None:

@@ -54,8 +54,10 @@ class Service(ABC):
 
     @property
     def address(self) -> str:
-        """The direct `host:port` (the upstream of the proxy named after the service)."""
-        return f"{self.host}:{self.port}"
+        """The direct `host:port` (the upstream of the proxy named after the service); an IPv6
+        host in brackets."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
 
     @abstractmethod
     def start(self) -> Self:
@@ -120,8 +122,12 @@ class External(Service):
     def from_address(cls, name: str, address: str) -> External:
         """`External("db", ...)` from `host:port`."""
         host, sep, port = address.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise ServiceError(name, f"external address must be host:port, got {address!r}")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ServiceError(
+                name,
+                f"an external address must be host:port with a port from 1 to 65535, got"
+                f" {address!r}",
+            )
         return cls(name, host.strip("[]"), int(port))
 
     def _unsupported(self, operation: str) -> UnsupportedOperation:

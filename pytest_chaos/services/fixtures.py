@@ -32,7 +32,7 @@ SCOPES = ("session", "package", "module", "class", "function")
 
 # Fixture name of every service declared with service_fixture(), by service name: a marker
 # applied at setup time (when="setup") needs its service before the test's own fixtures run.
-DECLARED: dict[str, str] = {}
+DECLARED: dict[str, set[str]] = {}
 
 
 class RunningService:
@@ -246,7 +246,7 @@ def service_fixture(
             f"service_fixture(): scope must be one of {', '.join(SCOPES)}, got {scope!r}"
         )
     fixture_name = name or definition.name
-    DECLARED[definition.name] = fixture_name
+    DECLARED.setdefault(definition.name, set()).add(fixture_name)
 
     def run_service(
         request: pytest.FixtureRequest, toxiproxy: ToxiproxyServer

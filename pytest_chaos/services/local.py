@@ -432,6 +432,7 @@ def _popen(argv: list[str], **options: Any) -> subprocess.Popen[bytes]:
     killed as soon as that thread returned. The main thread forks directly; other threads
     hand the fork to one spawner thread that lives until interpreter exit.
     """
+
     def fork() -> subprocess.Popen[bytes]:
         return subprocess.Popen(argv, **options)
 

@@ -762,3 +762,33 @@ def test_process_faults_appear_in_the_timeline_of_a_failed_test(
             "*applied  dependency_down('redis', mode='kill')",
         ]
     )
+
+
+def test_local_services_are_refused_behind_a_bridge_network_toxiproxy(
+    pytester: pytest.Pytester,
+) -> None:
+    """A container on Docker's bridge cannot dial this machine's loopback: say so at setup,
+    with the ways out, rather than let every connection fail."""
+    from pytest_chaos.services.container import docker_unavailable_reason, image_present
+
+    reason = docker_unavailable_reason()
+    if reason is None and not image_present("pytest-chaos/engine:local"):
+        reason = "image pytest-chaos/engine:local is not built; run scripts/docker-setup.sh"
+    if reason is not None:
+        pytest.skip(reason)
+    make_ini(pytester, "chaos_services = local")
+    pytester.makeconftest(SERVICES_CONFTEST)
+    pytester.makepyfile("def test_it(redis):\n    pass\n")
+    result = run(
+        pytester, "--chaos-backend", "container", "--chaos-toxiproxy-image",
+        "pytest-chaos/engine:local",
+    )  # fmt: skip
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "pytest-chaos: service 'redis': runs on this machine's loopback (127.0.0.1:*),"
+            " which the Toxiproxy container on Docker's bridge network cannot reach; set"
+            " chaos_toxiproxy_network = host, or run the service in a container"
+            " (--chaos-services container)"
+        ]
+    )

@@ -224,7 +224,9 @@ def test_an_external_address_refuses_process_faults() -> None:
     for operation in (service.terminate, service.pause, service.resume, service.stop):
         with pytest.raises(UnsupportedOperation, match="not possible on an external address"):
             operation()
-    with pytest.raises(ServiceError, match=r"^service 'api': external address must be host:port"):
+    with pytest.raises(
+        ServiceError, match=r"^service 'api': an external address must be host:port"
+    ):
         External.from_address("api", "nowhere")
 
 

@@ -134,15 +134,19 @@ class Chaos:
 
     def _service_for(self, fault: Down) -> RunningService:
         __tracebackhide__ = True
-        running = self.services.running if self.services is not None else {}
-        if fault.target in running:
-            return running[fault.target]
-        raise FaultError(
-            f"{fault.name}: mode {fault.mode!r} acts on a service started by pytest-chaos, and"
-            f" {fault.target!r} is not one running in this session (running:"
-            f" {', '.join(sorted(running)) or 'none'}); declare it with service_fixture() in"
-            " conftest.py and request its fixture in the test"
-        )
+        from pytest_chaos.services import ServiceError
+
+        problem: str | None = None
+        try:
+            if self.services is None:
+                raise ServiceError(fault.target, "is not running in this session")
+            return self.services.get(fault.target)
+        except ServiceError as error:
+            problem = (
+                f"{fault.name}: mode {fault.mode!r} acts on a service started by pytest-chaos,"
+                f" and {fault.target!r} {error.cause}"
+            )
+        raise FaultError(problem)
 
     def _apply_process_fault(self, fault: Down) -> AppliedFault:
         __tracebackhide__ = True

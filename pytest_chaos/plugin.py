@@ -108,13 +108,9 @@ def _uses_chaos(item: pytest.Item) -> bool:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
-    """Before the fixtures: bring every running service the test uses back to serving (an
-    earlier test may have killed or paused it). After them (they may create proxies): check
-    that every marker for the test body names a known proxy or service, so that a wrong name
-    is a setup error like any other mistake in a marker."""
-    registry = item.config.stash.get(services_key, None)
-    if registry is not None:
-        _bring_back(registry.used_by(getattr(item, "fixturenames", ())))
+    """Once the fixtures are set up (they may create proxies), check that every marker for
+    the test body names a known proxy or service, so that a wrong name is a setup error like
+    any other mistake in a marker."""
     result = yield
     chaos = item.stash.get(chaos_key, None)
     later = [mark for mark in item.stash.get(marked_key, []) if mark.when == "call"]
@@ -305,7 +301,29 @@ def chaos(request: pytest.FixtureRequest, toxiproxy: ToxiproxyServer) -> Iterato
 
 
 @pytest.fixture(autouse=True)
-def _chaos_marker_faults(request: pytest.FixtureRequest) -> None:
+def _chaos_services(request: pytest.FixtureRequest) -> None:
+    """Before the test's other fixtures: make the services it uses (through any fixture) its
+    own: each brought back to serving, whatever an earlier test did to it, and each one's
+    proxy pointed at it (two directories may each run their own "redis")."""
+    declared = _declared_service_fixtures()
+    names = [name for name in request.fixturenames if name in declared]
+    if not names:
+        return
+    from pytest_chaos.services import ServiceError
+    from pytest_chaos.services.fixtures import RunningService, registry_of
+
+    values = [request.getfixturevalue(name) for name in names]
+    problem: str | None = None
+    try:
+        registry_of(request.config).use([v for v in values if isinstance(v, RunningService)])
+    except ServiceError as error:
+        problem = f"pytest-chaos: {error}"
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _chaos_marker_faults(request: pytest.FixtureRequest, _chaos_services: None) -> None:
     """Read the test's fault markers; apply `when="setup"` ones now, keep the rest for the
     test body (see pytest_runtest_call)."""
     node = request.node
@@ -332,44 +350,12 @@ def _chaos_marker_faults(request: pytest.FixtureRequest) -> None:
     node.stash[marked_key] = marked
     for mark in marked:
         if mark.when == "setup":
-            _start_service_for(request, mark.fault)
             try:
                 chaos.inject(mark.fault)
             except FaultError as error:
                 problem = restate_for_marker(mark.marker, error)
             if problem is not None:
                 pytest.fail(problem, pytrace=False)
-
-
-def _start_service_for(request: pytest.FixtureRequest, fault: object) -> None:
-    """A process fault applied at setup needs its service now, before the test's other
-    fixtures: request the fixture that declares it, if the test uses it."""
-    from pytest_chaos.faults import Down
-
-    if not (isinstance(fault, Down) and fault.acts_on_process):
-        return
-    from pytest_chaos.services.fixtures import DECLARED
-
-    for fixture in sorted(DECLARED.get(fault.target, ())):
-        if fixture in request.fixturenames:
-            request.getfixturevalue(fixture)
-            return
-
-
-def _bring_back(services: list[Any]) -> None:
-    """Bring each service back to serving before a test; a service that cannot come back is
-    that test's setup error, naming the service and the cause."""
-    from pytest_chaos.services import ServiceError
-
-    problem: str | None = None
-    for service in services:
-        try:
-            service.ensure_serving()
-        except ServiceError as error:
-            problem = f"pytest-chaos: before this test: {error}"
-            break
-    if problem is not None:
-        pytest.fail(problem, pytrace=False)
 
 
 def _revert(applied: list[Any]) -> str | None:

@@ -16,7 +16,7 @@ starts, whatever the previous test did to it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -44,13 +44,18 @@ class RunningService:
     """
 
     def __init__(
-        self, definition: ServiceDefinition, service: Service, server: ToxiproxyServer
+        self,
+        definition: ServiceDefinition,
+        service: Service,
+        server: ToxiproxyServer,
+        fixture: str | None = None,
     ) -> None:
         self.definition = definition
         self.service = service
         self.server = server
+        self.fixture = fixture or definition.name  # the fixture that yields it
         self.closed = False  # its fixture has ended: nothing may start it again
-        self.proxy: ProxyInfo = self._point_proxy()
+        self.proxy: ProxyInfo = self.point_proxy()
 
     # -- addresses
     @property
@@ -122,12 +127,12 @@ class RunningService:
         """Start it again after stop/kill/terminate: same port, same data where it can."""
         self._require_open("start")
         self.service.start()
-        self._point_proxy()
+        self.point_proxy()
 
     def restart(self) -> None:
         self._require_open("restart")
         self.service.restart()
-        self._point_proxy()
+        self.point_proxy()
 
     def ensure_serving(self) -> None:
         """Resume it if paused, start it if it is down; nothing if it serves, or if its fixture
@@ -167,7 +172,8 @@ class RunningService:
             )
         return self.service.address
 
-    def _point_proxy(self) -> ProxyInfo:
+    def point_proxy(self) -> ProxyInfo:
+        """Point the proxy of this service's name at it (creating the proxy if needed)."""
         upstream = self._upstream()
         if self.name in self.server.proxies():
             self.proxy = self.server.point(self.name, upstream)
@@ -182,42 +188,76 @@ class RunningService:
 
 
 class ServiceRegistry:
-    """The services running in this session, by name, for `chaos.kill("redis")` and for the
-    check before each test."""
+    """The services running in this session, and those the current test uses, by name: what
+    `chaos.kill("redis")` acts on, and what each proxy points at.
+
+    Several services may share a name when different directories declare their own (each
+    `conftest.py` its "redis"): the proxy of that name points at the one the running test
+    uses. Within one test, a name must mean one service.
+    """
 
     def __init__(self) -> None:
-        self.running: dict[str, RunningService] = {}
-        self.fixtures: dict[str, str] = {}  # service name -> the fixture that yields it
+        self.live: list[RunningService] = []
+        self.current: dict[str, RunningService] = {}
+        self._proxy_owner: dict[str, RunningService] = {}
 
-    def add(self, fixture: str, service: RunningService) -> None:
-        if service.name in self.running:
-            raise ServiceError(
-                service.name,
-                f"is already running (from fixture {self.fixtures[service.name]!r}); two"
-                " services cannot share a name, because the name is their proxy's",
-            )
-        self.running[service.name] = service
-        self.fixtures[service.name] = fixture
+    def add(self, service: RunningService) -> None:
+        self.live.append(service)
+        self._proxy_owner[service.name] = service  # it pointed the proxy at itself
 
-    def remove(self, name: str) -> None:
-        self.running.pop(name, None)
-        self.fixtures.pop(name, None)
+    def remove(self, service: RunningService) -> None:
+        if service in self.live:
+            self.live.remove(service)
+        for table in (self.current, self._proxy_owner):
+            if table.get(service.name) is service:
+                del table[service.name]
+
+    def use(self, services: list[RunningService]) -> None:
+        """Make `services` the current test's: each serving again (started or resumed) and
+        its proxy pointed at it. ServiceError names what cannot be done."""
+        chosen: dict[str, RunningService] = {}
+        for service in services:
+            other = chosen.setdefault(service.name, service)
+            if other is not service:
+                raise ServiceError(
+                    service.name,
+                    f"this test uses two services of that name (fixtures {other.fixture!r} and"
+                    f" {service.fixture!r}); a service's name is its proxy's, so give one of"
+                    " them another name",
+                )
+        self.current = chosen
+        for service in chosen.values():
+            if self._proxy_owner.get(service.name) is not service:
+                service.point_proxy()
+                self._proxy_owner[service.name] = service
+            try:
+                service.ensure_serving()
+            except ServiceError as error:
+                raise ServiceError(service.name, f"cannot serve this test: {error.cause}") from None
 
     def get(self, name: str) -> RunningService:
-        try:
-            return self.running[name]
-        except KeyError:
-            known = ", ".join(sorted(self.running)) or "none"
-            raise ServiceError(
-                name,
-                f"is not running in this session (running: {known}); declare it with"
-                " service_fixture() in conftest.py and request its fixture in the test",
-            ) from None
+        """The service called `name` that the current test uses, or the only live one."""
+        if name in self.current:
+            return self.current[name]
+        matching = [service for service in self.live if service.name == name]
+        if len(matching) == 1:
+            return matching[0]
+        if matching:
+            cause = (
+                f"runs {len(matching)} times in this session (fixtures"
+                f" {', '.join(repr(s.fixture) for s in matching)}) and this test uses none of"
+                " them; request the fixture of the one you mean"
+            )
+        else:
+            cause = (
+                f"is not running in this session (running: {', '.join(self.names()) or 'none'});"
+                " declare it with service_fixture() in conftest.py and request its fixture in"
+                " the test"
+            )
+        raise ServiceError(name, cause)
 
-    def used_by(self, fixture_names: Iterable[str]) -> list[RunningService]:
-        """The running services whose fixtures are among `fixture_names`."""
-        wanted = set(fixture_names)
-        return [service for name, service in self.running.items() if self.fixtures[name] in wanted]
+    def names(self) -> list[str]:
+        return sorted({service.name for service in self.live})
 
 
 def registry_of(config: pytest.Config) -> ServiceRegistry:
@@ -270,13 +310,6 @@ def _run(
 
     settings = request.config.stash[config_key]
     registry = registry_of(request.config)
-    if definition.name in registry.running:
-        pytest.fail(
-            f"pytest-chaos: service {definition.name!r}: fixture {fixture_name!r} cannot start"
-            f" it, because fixture {registry.fixtures[definition.name]!r} runs a service of that"
-            " name; a service's name is its proxy's, so give one of them another name",
-            pytrace=False,
-        )
     # pytest.fail() is called outside the except blocks: the report shows our message only.
     problem: str | None = None
     try:
@@ -292,8 +325,8 @@ def _run(
     if problem is not None:
         pytest.fail(problem, pytrace=False)
     try:
-        running = RunningService(definition, service, toxiproxy)
-        registry.add(fixture_name, running)
+        running = RunningService(definition, service, toxiproxy, fixture_name)
+        registry.add(running)
     except ServiceError as error:
         problem = f"pytest-chaos: {error}"
     except ToxiproxyError as error:
@@ -301,7 +334,7 @@ def _run(
             f"pytest-chaos: service {definition.name!r}: cannot put its proxy in front: {error}"
         )
     finally:
-        if problem is not None or definition.name not in registry.running:
+        if problem is not None:
             service.close()
     if problem is not None:
         pytest.fail(problem, pytrace=False)
@@ -311,7 +344,7 @@ def _run(
         # Closed first: a fault reverted after this (the chaos fixture's teardown may run
         # later) must not start the service again.
         running.closed = True
-        registry.remove(definition.name)
+        registry.remove(running)
         try:
             if scope != "session" and definition.name in toxiproxy.created:
                 # A proxy made for a shorter-lived service goes with it, so that the next

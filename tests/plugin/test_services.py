@@ -370,7 +370,7 @@ def test_process_fault_on_a_proxy_that_is_not_a_service(services: pytest.Pyteste
         [
             exact(
                 "@pytest.mark.dependency_down: mode 'kill' acts on a service started by"
-                " pytest-chaos, and 'cache' is not one running in this session (running: redis);"
+                " pytest-chaos, and 'cache' is not running in this session (running: redis);"
                 " declare it with service_fixture() in conftest.py and request its fixture in"
                 " the test"
             ),
@@ -379,7 +379,7 @@ def test_process_fault_on_a_proxy_that_is_not_a_service(services: pytest.Pyteste
     result.stdout.fnmatch_lines(
         [
             "*FaultError: dependency_down: mode 'pause' acts on a service started by pytest-chaos,"
-            " and 'nothing' is not one running in this session (running: redis)*"
+            " and 'nothing' is not running in this session (running: redis)*"
         ]
     )
 
@@ -585,9 +585,9 @@ def test_two_services_cannot_share_a_name(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         [
             exact(
-                "pytest-chaos: service 'redis': fixture 'cache' cannot start it, because"
-                " fixture 'redis' runs a service of that name; a service's name is its"
-                " proxy's, so give one of them another name"
+                "pytest-chaos: service 'redis': this test uses two services of that name"
+                " (fixtures 'redis' and 'cache'); a service's name is its proxy's, so give one"
+                " of them another name"
             )
         ]
     )
@@ -637,8 +637,8 @@ def test_a_service_that_cannot_come_back_fails_the_next_test_with_its_reason(
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(
         [
-            "pytest-chaos: before this test: service 'flaky': not ready after 1s: the readiness"
-            " check never passed; log:"
+            "pytest-chaos: service 'flaky': cannot serve this test: not ready after 1s: the"
+            " readiness check never passed; log:"
         ]
     )
     assert "Traceback" not in result.stdout.str()

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import httpcore  # noqa: F401 - see below
 import hypothesis.internal.observability  # noqa: F401 - see below
+import psycopg  # noqa: F401 - see below
 import pytest
 
 from tests.servers import echo_server
@@ -22,7 +23,10 @@ from tests.servers import echo_server
 # - httpx imports httpcore lazily and keeps a map of httpcore's exception classes; if an inner
 #   run imported httpcore first, the next run's httpcore exceptions would no longer be in that
 #   map and would escape httpx untranslated;
-# - Hypothesis's pytest plugin imports Hypothesis at the end of every run (2 s each time).
+# - Hypothesis's pytest plugin imports Hypothesis at the end of every run (2 s each time);
+# - psycopg's compiled part (psycopg_binary) cannot be imported twice: after an inner run
+#   dropped psycopg, it would raise the first import's OperationalError, which the next run's
+#   `pytest.raises(psycopg.OperationalError)` would not recognise.
 
 
 NETCHECK = '''

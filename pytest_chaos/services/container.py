@@ -602,18 +602,21 @@ def session_labels(service: str) -> dict[str, str]:
 
 
 def ensure_session() -> None:
-    """Once per process, before testcontainers creates anything: Ryuk off unless its image is
-    present locally (it would be pulled), the atexit clean-up, and the watchdog process."""
-    global _session_started
+    """Before testcontainers creates anything: Ryuk off unless its image is present locally
+    (it would be pulled); once per process, the atexit clean-up and the watchdog process."""
+    global _session_started, _ryuk_present
     with _LOCK:
-        if _session_started:
-            return
         from testcontainers.core.config import testcontainers_config
 
-        if not testcontainers_config.ryuk_disabled and not image_present(
-            testcontainers_config.ryuk_image
-        ):
-            testcontainers_config.ryuk_disabled = True
+        # Asked every time, not once: the setting lives in testcontainers' module, which a
+        # host program may import afresh (pytester's in-process runs drop it between runs).
+        if not testcontainers_config.ryuk_disabled:
+            if _ryuk_present is None:
+                _ryuk_present = image_present(testcontainers_config.ryuk_image)
+            if not _ryuk_present:
+                testcontainers_config.ryuk_disabled = True
+        if _session_started:
+            return
         atexit.register(remove_session_containers)
         _start_watchdog()
         _session_started = True
@@ -651,6 +654,7 @@ def _start_watchdog() -> None:
 
 
 _LOCK = threading.RLock()
+_ryuk_present: bool | None = None  # Ryuk's image is in the local engine (asked once)
 _UNKNOWN = "?"  # docker_unavailable_reason() not asked yet
 _unavailable: str | None = _UNKNOWN
 _shared_client: Any = None

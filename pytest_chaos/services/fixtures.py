@@ -312,6 +312,7 @@ def _run(
     registry = registry_of(request.config)
     # pytest.fail() is called outside the except blocks: the report shows our message only.
     problem: str | None = None
+    service: Service | None = None
     try:
         service = open_service(
             definition,
@@ -322,8 +323,18 @@ def _run(
         service.start()
     except ServiceError as error:
         problem = f"pytest-chaos: {error}"
-    if problem is not None:
-        pytest.fail(problem, pytrace=False)
+        if (
+            service is not None
+            and service.provider == "container"
+            and definition.local is not None
+            and (definition.provider or settings.services) == "auto"
+        ):
+            # Docker answered, so auto chose it; the local binary may still be the way.
+            problem += "; to run it from the local binary instead: --chaos-services local"
+    if problem is not None or service is None:
+        pytest.fail(
+            problem or f"pytest-chaos: service {definition.name!r}: not started", pytrace=False
+        )
     try:
         running = RunningService(definition, service, toxiproxy, fixture_name)
         registry.add(running)

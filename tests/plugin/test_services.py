@@ -792,3 +792,25 @@ def test_local_services_are_refused_behind_a_bridge_network_toxiproxy(
             " (--chaos-services container)"
         ]
     )
+
+
+def test_auto_with_docker_and_a_missing_image_says_how_to_use_the_binary(
+    pytester: pytest.Pytester,
+) -> None:
+    from pytest_chaos.services.container import docker_unavailable_reason
+
+    reason = docker_unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"Docker is not available: {reason}")
+    make_ini(pytester, "chaos_services = auto\nchaos_images =\n    redis = pytest-chaos/absent:1")
+    pytester.makeconftest(SERVICES_CONFTEST)
+    pytester.makepyfile("def test_it(redis):\n    pass\n")
+    result = run(pytester)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "pytest-chaos: service 'redis': image pytest-chaos/absent:1 is not present locally"
+            " and could not be pulled: *; to run it from the local binary instead:"
+            " --chaos-services local"
+        ]
+    )

@@ -623,7 +623,13 @@ def ensure_session() -> None:
 
 
 def remove_session_containers() -> None:
-    """Remove every container of this process (by its session label); errors are ignored."""
+    """Remove every container of this process (by its session label), and close the module's
+    own client; errors are ignored."""
+    global _shared_client
+    if _shared_client is not None:
+        with contextlib.suppress(Exception):
+            _shared_client.close()
+        _shared_client = None
     with contextlib.suppress(Exception):
         client = _docker().from_env(timeout=int(PING_TIMEOUT_SECONDS) * 5)
         filters = {"label": f"{SESSION_LABEL}={SESSION_ID}"}

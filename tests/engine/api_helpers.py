@@ -1,7 +1,9 @@
-"""Helpers shared by the API tests: error checks, proxy creation and traffic over real sockets."""
+"""Helpers for the engine tests: drive the engine through its HTTP API, and talk through its
+proxies to real servers over real sockets."""
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -13,9 +15,11 @@ from tests.servers import recv_exactly
 
 PROXY_KEYS = ["name", "listen", "upstream", "enabled", "Logger", "toxics"]
 TOXIC_KEYS = ["attributes", "name", "type", "stream", "toxicity"]
+LOOPBACK_LISTEN = re.compile(r"127\.0\.0\.1:[1-9]\d*")
 SOCKET_TIMEOUT = 5.0
 
 
+# -- the API
 def assert_error(response: httpx.Response, status: int, message: str, **extra: Any) -> None:
     """The response is a Toxiproxy error: `{"error": message, "status": status}` (+ `extra`)."""
     assert response.status_code == status, response.text
@@ -24,6 +28,7 @@ def assert_error(response: httpx.Response, status: int, message: str, **extra: A
 
 
 def create_proxy(api: httpx.Client, name: str, upstream: str, **fields: Any) -> dict[str, Any]:
+    """Create a proxy and return it as the API shows it (its `listen` is where to connect)."""
     response = api.post("/proxies", json={"name": name, "upstream": upstream, **fields})
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
@@ -31,10 +36,16 @@ def create_proxy(api: httpx.Client, name: str, upstream: str, **fields: Any) -> 
 
 
 def add_toxic(api: httpx.Client, proxy: str, **fields: Any) -> dict[str, Any]:
+    """Add a toxic given as its JSON fields (`type`, `stream`, `attributes`, ...); return it."""
     response = api.post(f"/proxies/{proxy}/toxics", json=fields)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+def remove_toxic(api: httpx.Client, proxy: str, name: str) -> None:
+    response = api.delete(f"/proxies/{proxy}/toxics/{name}")
+    assert response.status_code == 204, response.text
 
 
 def toxic_json(
@@ -53,15 +64,56 @@ def toxic_json(
     }
 
 
-def address(listen: str) -> tuple[str, int]:
+def event_log(api: httpx.Client, **params: Any) -> dict[str, Any]:
+    """The whole answer of `GET /events`: the events with `last_seq` and `oldest_seq`."""
+    response = api.get("/events", params=params)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def events(api: httpx.Client, **params: Any) -> list[dict[str, Any]]:
+    return list(event_log(api, **params)["events"])
+
+
+def wait_for_event(
+    api: httpx.Client, kind: str, timeout: float = 5.0, **match: Any
+) -> dict[str, Any]:
+    """Poll the event log until an event of `kind` with the given fields appears; return it."""
+    found: list[dict[str, Any]] = []
+
+    def appeared() -> bool:
+        found.extend(
+            event
+            for event in events(api)
+            if event["kind"] == kind and all(event.get(k) == v for k, v in match.items())
+        )
+        return bool(found)
+
+    wait_until(appeared, timeout, failure=f"no {kind} event matching {match}")
+    return found[0]
+
+
+def wait_until(
+    predicate: Callable[[], bool], timeout: float = 5.0, *, failure: str = "condition still false"
+) -> None:
+    """Poll `predicate` until it holds (events and counters lag the socket a little)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{failure} after {timeout}s")
+        time.sleep(0.01)
+
+
+# -- traffic through a proxy: `listen` is a `host:port` string, as the API shows it
+def _address(listen: str) -> tuple[str, int]:
     host, _, port = listen.rpartition(":")
     return host, int(port)
 
 
-def connect(listen: str) -> socket.socket:
-    sock = socket.create_connection(address(listen), timeout=SOCKET_TIMEOUT)
-    sock.settimeout(SOCKET_TIMEOUT)
-    return sock
+def connect(listen: str, *, timeout: float = SOCKET_TIMEOUT) -> socket.socket:
+    """A client connection to `listen`; every later operation on it times out after `timeout`."""
+    return socket.create_connection(_address(listen), timeout=timeout)
 
 
 def exchange(sock: socket.socket, payload: bytes) -> bytes:
@@ -70,15 +122,31 @@ def exchange(sock: socket.socket, payload: bytes) -> bytes:
     return recv_exactly(sock, len(payload))
 
 
-def echo_roundtrip(listen: str, payload: bytes = b"ping") -> bytes:
+def round_trip_seconds(sock: socket.socket, payload: bytes = b"ping") -> float:
+    """Echo `payload` intact through `sock` and return the seconds it took."""
+    started = time.perf_counter()
+    assert exchange(sock, payload) == payload
+    return time.perf_counter() - started
+
+
+def echo_round_trip(listen: str, payload: bytes = b"ping") -> bytes:
+    """What an echo server behind `listen` sends back for `payload` on a new connection."""
     with connect(listen) as sock:
         return exchange(sock, payload)
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the peer sends until it closes the connection."""
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def assert_refused(listen: str) -> None:
     """Nothing listens on `listen`: connecting is refused at once."""
     try:
-        sock = socket.create_connection(address(listen), timeout=SOCKET_TIMEOUT)
+        sock = connect(listen)
     except ConnectionRefusedError:
         return
     sock.close()
@@ -96,13 +164,17 @@ def assert_closed(sock: socket.socket) -> None:
     assert data == b"", f"expected the connection to be closed, received {data!r}"
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll `predicate` until it holds (events and counters lag the socket a little)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition still false after {timeout}s")
-        time.sleep(0.01)
+def assert_dropped(listen: str) -> None:
+    """A client of `listen` is let in and then dropped (as when the upstream dial fails).
+
+    The drop can beat `connect()` itself on loopback, so a reset while connecting counts too.
+    """
+    try:
+        sock = connect(listen)
+    except ConnectionResetError:
+        return
+    with sock:
+        assert_closed(sock)
 
 
 def listening_socket() -> socket.socket:
@@ -117,24 +189,3 @@ def listening_socket() -> socket.socket:
 def listen_of(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     return f"{host}:{port}"
-
-
-def assert_dropped(listen: str) -> None:
-    """A client of `listen` is let in and then dropped (as when the upstream dial fails).
-
-    The drop can beat `connect()` itself on loopback, so a reset while connecting counts too.
-    """
-    try:
-        sock = connect(listen)
-    except ConnectionResetError:
-        return
-    with sock:
-        assert_closed(sock)
-
-
-def read_until_closed(sock: socket.socket) -> bytes:
-    """Everything the peer sends until it closes the connection."""
-    chunks = []
-    while chunk := sock.recv(65536):
-        chunks.append(chunk)
-    return b"".join(chunks)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -17,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pytest_chaos import __version__
 from tests.engine.api_helpers import (
+    LOOPBACK_LISTEN,
     PROXY_KEYS,
     TOXIC_KEYS,
     add_toxic,
@@ -26,25 +26,19 @@ from tests.engine.api_helpers import (
     assert_refused,
     connect,
     create_proxy,
-    echo_roundtrip,
+    echo_round_trip,
+    event_log,
+    events,
     exchange,
     listen_of,
     listening_socket,
     read_until_closed,
     toxic_json,
+    wait_for_event,
     wait_until,
 )
-from tests.servers import echo_server
 
-LOOPBACK_LISTEN = re.compile(r"127\.0\.0\.1:[1-9]\d*")
 UPDATE_METHODS = ["POST", "PATCH"]
-
-
-@pytest.fixture(scope="module")
-def echo() -> Iterator[str]:
-    """One echo server for the module: it is stateless, and each one takes 0.5 s to stop."""
-    with echo_server() as (host, port):
-        yield f"{host}:{port}"
 
 
 # -- conventions shared by every endpoint
@@ -163,7 +157,7 @@ def test_create_proxy(api: httpx.Client, echo: str) -> None:
         "Logger": {},
         "toxics": [],
     }
-    assert echo_roundtrip(body["listen"], b"hello") == b"hello"
+    assert echo_round_trip(body["listen"], b"hello") == b"hello"
 
 
 def test_show_and_list_proxies(api: httpx.Client, echo: str) -> None:
@@ -186,14 +180,14 @@ def test_explicit_listen_port_is_used(api: httpx.Client, echo: str) -> None:
     proxy = create_proxy(api, "fixed", echo, listen=free)
 
     assert proxy["listen"] == free
-    assert echo_roundtrip(free) == b"ping"
+    assert echo_round_trip(free) == b"ping"
 
 
 def test_localhost_listen_is_reported_as_127_0_0_1(api: httpx.Client, echo: str) -> None:
     proxy = create_proxy(api, "local", echo, listen="localhost:0")
 
     assert LOOPBACK_LISTEN.fullmatch(proxy["listen"]), proxy["listen"]
-    assert echo_roundtrip(proxy["listen"]) == b"ping"
+    assert echo_round_trip(proxy["listen"]) == b"ping"
 
 
 def test_proxy_created_disabled_keeps_listen_verbatim_and_binds_nothing(
@@ -338,7 +332,7 @@ def test_create_existing_proxy_is_a_409_checked_before_binding(
     assert_error(same_listen, 409, "proxy already exists")
     assert_error(other_listen, 409, "proxy already exists")
     assert api.get("/proxies").json() == {"dup": original}
-    assert echo_roundtrip(original["listen"]) == b"ping"
+    assert echo_round_trip(original["listen"]) == b"ping"
 
 
 def test_bind_failure_is_a_500_and_the_proxy_is_not_added(api: httpx.Client, echo: str) -> None:
@@ -356,7 +350,7 @@ def test_bind_failure_is_a_500_and_the_proxy_is_not_added(api: httpx.Client, ech
         assert "address already in use" in body["error"]
         assert api.get("/proxies").json() == {"survivor": survivor}
         assert_error(api.get("/proxies/clash"), 404, "proxy not found")
-        assert echo_roundtrip(survivor["listen"], b"still here") == b"still here"
+        assert echo_round_trip(survivor["listen"], b"still here") == b"still here"
     # Once the address is free, the same request succeeds.
     assert create_proxy(api, "clash", echo, listen=taken)["listen"] == taken
 
@@ -460,7 +454,7 @@ def test_disable_closes_the_port_and_reenable_binds_it_again(
     assert enabled.json()["listen"] == proxy["listen"]
     # Toxics survive disable and enable.
     assert [toxic["name"] for toxic in enabled.json()["toxics"]] == ["latency_downstream"]
-    assert echo_roundtrip(proxy["listen"], b"up again") == b"up again"
+    assert echo_round_trip(proxy["listen"], b"up again") == b"up again"
 
 
 @pytest.mark.parametrize("method", UPDATE_METHODS)
@@ -498,7 +492,7 @@ def test_change_listen(api: httpx.Client, echo: str, method: str) -> None:
     assert LOOPBACK_LISTEN.fullmatch(new_listen), new_listen
     assert new_listen != proxy["listen"]
     assert_refused(proxy["listen"])
-    assert echo_roundtrip(new_listen) == b"ping"
+    assert echo_round_trip(new_listen) == b"ping"
 
 
 @pytest.mark.parametrize("method", UPDATE_METHODS)
@@ -549,7 +543,7 @@ def test_update_proxy_rejects_bad_bodies(
 
     assert_error(response, 400, message)
     assert api.get("/proxies/strict").json() == proxy
-    assert echo_roundtrip(proxy["listen"]) == b"ping"
+    assert echo_round_trip(proxy["listen"]) == b"ping"
 
 
 def test_update_listen_to_a_taken_address_is_a_500(api: httpx.Client, echo: str) -> None:
@@ -982,10 +976,10 @@ def test_toxics_act_on_traffic_and_updates_apply_to_new_connections(
         assert read_until_closed(limited) == b"hell"
 
     api.patch("/proxies/p/toxics/limit_data_downstream", json={"toxicity": 0})
-    assert echo_roundtrip(proxy["listen"], b"hello world") == b"hello world"
+    assert echo_round_trip(proxy["listen"], b"hello world") == b"hello world"
 
     api.delete("/proxies/p/toxics/limit_data_downstream")
-    assert echo_roundtrip(proxy["listen"], b"hello world") == b"hello world"
+    assert echo_round_trip(proxy["listen"], b"hello world") == b"hello world"
 
 
 # -- reset
@@ -1006,8 +1000,8 @@ def test_reset_reenables_proxies_and_removes_toxics(api: httpx.Client, echo: str
     assert after["created_off"]["enabled"] is True
     assert LOOPBACK_LISTEN.fullmatch(after["created_off"]["listen"])
     assert after["created_off"]["listen"] != created_off["listen"]
-    assert echo_roundtrip(toxic_one["listen"], b"healed") == b"healed"
-    assert echo_roundtrip(after["created_off"]["listen"]) == b"ping"
+    assert echo_round_trip(toxic_one["listen"], b"healed") == b"healed"
+    assert echo_round_trip(after["created_off"]["listen"]) == b"ping"
 
 
 def test_reset_keeps_live_connections_except_under_timeout(api: httpx.Client, echo: str) -> None:
@@ -1034,19 +1028,12 @@ def test_reset_with_no_proxies(api: httpx.Client) -> None:
 
 
 # -- extension: events
-def _events(api: httpx.Client, **params: Any) -> dict[str, Any]:
-    response = api.get("/events", params=params)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
 def test_events_record_api_changes(api: httpx.Client, echo: str) -> None:
     alpha = create_proxy(api, "alpha", echo)
     create_proxy(api, "beta", echo, enabled=False)
     toxic = add_toxic(api, "alpha", type="latency", attributes={"latency": 5})
 
-    log = _events(api)
+    log = event_log(api)
 
     assert list(log) == ["events", "last_seq", "oldest_seq"]
     assert log["oldest_seq"] == 1
@@ -1077,16 +1064,16 @@ def test_events_record_api_changes(api: httpx.Client, echo: str) -> None:
 
 def test_events_since_proxy_and_limit(api: httpx.Client, echo: str) -> None:
     create_proxy(api, "alpha", echo)
-    seen = _events(api)["last_seq"]
+    seen = event_log(api)["last_seq"]
     create_proxy(api, "beta", echo)
     add_toxic(api, "alpha", type="noop")
     api.delete("/proxies/beta")
 
-    newer = _events(api, since=seen)
-    only_beta = _events(api, since=seen, proxy="beta")
-    first = _events(api, since=seen, limit=1)
-    rest = _events(api, since=first["last_seq"])
-    nothing = _events(api, since=newer["last_seq"])
+    newer = event_log(api, since=seen)
+    only_beta = event_log(api, since=seen, proxy="beta")
+    first = event_log(api, since=seen, limit=1)
+    rest = event_log(api, since=first["last_seq"])
+    nothing = event_log(api, since=newer["last_seq"])
 
     assert [(e["kind"], e["proxy"]) for e in newer["events"]] == [
         ("proxy_created", "beta"),
@@ -1103,18 +1090,15 @@ def test_events_since_proxy_and_limit(api: httpx.Client, echo: str) -> None:
 
 def test_events_record_traffic(api: httpx.Client, echo: str) -> None:
     proxy = create_proxy(api, "alpha", echo)
-    seen = _events(api)["last_seq"]
+    seen = event_log(api)["last_seq"]
 
-    assert echo_roundtrip(proxy["listen"], b"12345") == b"12345"
+    assert echo_round_trip(proxy["listen"], b"12345") == b"12345"
 
-    def kinds() -> list[str]:
-        return [event["kind"] for event in _events(api, since=seen, proxy="alpha")["events"]]
-
-    wait_until(lambda: "closed" in kinds())
-    events = _events(api, since=seen)["events"]
-    assert {"accepted", "upstream_connected", "data", "closed"} <= {e["kind"] for e in events}
-    assert len({event["connection"] for event in events}) == 1
-    data = [(e["direction"], e["bytes"]) for e in events if e["kind"] == "data"]
+    wait_for_event(api, "closed", proxy="alpha")
+    recorded = events(api, since=seen)
+    assert {"accepted", "upstream_connected", "data", "closed"} <= {e["kind"] for e in recorded}
+    assert len({event["connection"] for event in recorded}) == 1
+    data = [(e["direction"], e["bytes"]) for e in recorded if e["kind"] == "data"]
     assert sum(size for direction, size in data if direction == "upstream") == 5
     assert sum(size for direction, size in data if direction == "downstream") == 5
 
@@ -1182,7 +1166,7 @@ def test_metrics_count_traffic_per_proxy(api: httpx.Client, echo: str) -> None:
             )
 
         wait_until(counted_live)
-    assert echo_roundtrip(busy["listen"], b"y" * 24) == b"y" * 24
+    assert echo_round_trip(busy["listen"], b"y" * 24) == b"y" * 24
     wait_until(lambda: _metric(_scrape(api), "active_connections", proxy="busy") == 0)
     api.patch("/proxies/idle", json={"enabled": False})
 

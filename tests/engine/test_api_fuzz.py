@@ -12,7 +12,6 @@ arbitrary `host:port` could bind a real interface or a privileged port.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -26,9 +25,8 @@ from tests.engine.api_helpers import (
     TOXIC_KEYS,
     add_toxic,
     create_proxy,
-    echo_roundtrip,
+    echo_round_trip,
 )
-from tests.servers import echo_server
 
 FUZZ_SETTINGS = settings(
     max_examples=100,
@@ -152,13 +150,6 @@ SEED_TOXICS: dict[str, dict[str, int]] = {
 }
 
 
-@pytest.fixture(scope="module")
-def echo() -> Iterator[str]:
-    """One echo server for the module: it is stateless, and each one takes 0.5 s to stop."""
-    with echo_server() as (host, port):
-        yield f"{host}:{port}"
-
-
 def post(api: httpx.Client, path: str, body: Any) -> httpx.Response:
     return api.post(path, content=json.dumps(body).encode())
 
@@ -216,7 +207,7 @@ def check_toxic(toxic: Any) -> None:
 def assert_still_serving(api: httpx.Client, echo: str) -> None:
     assert api.get("/version").status_code == 200
     proxy = create_proxy(api, "after_fuzzing", echo)
-    assert echo_roundtrip(proxy["listen"], b"still alive") == b"still alive"
+    assert echo_round_trip(proxy["listen"], b"still alive") == b"still alive"
 
 
 def test_create_proxy_answers_any_body(api: httpx.Client, echo: str) -> None:

@@ -30,11 +30,11 @@ from tests.engine.api_helpers import (
     add_toxic,
     assert_closed,
     connect,
+    create_proxy,
     exchange,
     listen_of,
     listening_socket,
 )
-from tests.servers import echo_server
 
 COMMANDS = {
     "module": [sys.executable, "-m", "pytest_chaos", "serve"],
@@ -46,13 +46,6 @@ READY_LINE = re.compile(
 )
 STARTUP_SECONDS = 20.0
 EXIT_SECONDS = 10.0
-
-
-@pytest.fixture(scope="module")
-def echo() -> Iterator[str]:
-    """One echo server for the module: it is stateless, and each one takes 0.5 s to stop."""
-    with echo_server() as (host, port):
-        yield f"{host}:{port}"
 
 
 @dataclass
@@ -252,9 +245,7 @@ def test_port_in_use_fails_clearly(command: str) -> None:
 def toxicity_rolls(url: str, echo: str, connections: int = 16) -> str:
     """One letter per connection: `C` if a 50% `limit_data 0` toxic cut it, `E` if it echoed."""
     with httpx.Client(base_url=url, timeout=10) as api:
-        response = api.post("/proxies", json={"name": "seeded", "upstream": echo})
-        assert response.status_code == 201
-        listen = response.json()["listen"]
+        listen = create_proxy(api, "seeded", echo)["listen"]
         add_toxic(api, "seeded", type="limit_data", toxicity=0.5, attributes={"bytes": 0})
     rolls = []
     for _ in range(connections):

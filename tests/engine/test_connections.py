@@ -7,18 +7,23 @@ import socketserver
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 
 from pytest_chaos.engine import EngineThread
-from tests.engine.proxying import (
+from tests.engine.api_helpers import (
     add_toxic,
+    assert_refused,
     connect,
     create_proxy,
     events,
-    round_trip,
+    read_until_closed,
+    remove_toxic,
+    round_trip_seconds,
     wait_for_event,
+    wait_until,
 )
 from tests.servers import free_port, recv_exactly
 
@@ -66,13 +71,11 @@ def resets_at_once() -> Iterator[str]:
 
 def test_half_close_is_propagated(api: httpx.Client, reply_after_eof: str) -> None:
     """Upstream Toxiproxy tears the connection down on the client's FIN; we pass the FIN on."""
-    address = create_proxy(api, "halfclose", reply_after_eof)
-    with connect(address) as sock:
+    proxy = create_proxy(api, "halfclose", reply_after_eof)
+    with connect(proxy["listen"]) as sock:
         sock.sendall(b"q" * 5000)
         sock.shutdown(socket.SHUT_WR)
-        reply = b""
-        while chunk := sock.recv(100):
-            reply += chunk
+        reply = read_until_closed(sock)
     assert reply == b"got 5000"
     closed = wait_for_event(api, "closed", proxy="halfclose")
     assert closed["by"] == "client"
@@ -84,27 +87,27 @@ def test_half_close_is_propagated(api: httpx.Client, reply_after_eof: str) -> No
 
 
 def test_half_close_waits_for_data_held_by_toxics(api: httpx.Client, reply_after_eof: str) -> None:
-    address = create_proxy(api, "halfclose", reply_after_eof)
-    add_toxic(api, "halfclose", "latency", "upstream", latency=200)
-    with connect(address) as sock:
+    proxy = create_proxy(api, "halfclose", reply_after_eof)
+    add_toxic(api, "halfclose", type="latency", stream="upstream", attributes={"latency": 200})
+    with connect(proxy["listen"]) as sock:
         sock.sendall(b"q" * 300)
         sock.shutdown(socket.SHUT_WR)
         assert sock.recv(100) == b"got 300"
 
 
-def _send_and_receive(address: tuple[str, int]) -> bytes:
-    with connect(address) as sock:
+def _send_and_receive(listen: str) -> bytes:
+    with connect(listen) as sock:
         sock.sendall(b"hello")
         return sock.recv(10)
 
 
 def test_a_refused_upstream_closes_the_client_promptly_and_is_recorded(api: httpx.Client) -> None:
     upstream = f"127.0.0.1:{free_port()}"
-    address = create_proxy(api, "nothing", upstream)
+    proxy = create_proxy(api, "nothing", upstream)
     started = time.perf_counter()
     # The reset can even beat connect()'s own check of the socket, like a refusal would.
     with pytest.raises(ConnectionResetError):
-        _send_and_receive(address)
+        _send_and_receive(proxy["listen"])
     assert time.perf_counter() - started < 1.0
     failed = wait_for_event(api, "upstream_failed", proxy="nothing")
     assert failed["upstream"] == upstream
@@ -116,8 +119,8 @@ def test_a_refused_upstream_closes_the_client_promptly_and_is_recorded(api: http
 def test_a_reset_from_the_server_reaches_the_client_as_a_reset(
     api: httpx.Client, resets_at_once: str
 ) -> None:
-    address = create_proxy(api, "resetting", resets_at_once)
-    with connect(address) as sock:
+    proxy = create_proxy(api, "resetting", resets_at_once)
+    with connect(proxy["listen"]) as sock:
         sock.sendall(b"hi")
         with pytest.raises(ConnectionResetError):
             sock.recv(10)
@@ -127,36 +130,35 @@ def test_a_reset_from_the_server_reaches_the_client_as_a_reset(
 
 
 def test_disabling_a_proxy_closes_live_connections(api: httpx.Client, echo: str) -> None:
-    address = create_proxy(api, "echo", echo)
-    with connect(address) as sock:
-        round_trip(sock)
+    proxy = create_proxy(api, "echo", echo)
+    with connect(proxy["listen"]) as sock:
+        round_trip_seconds(sock)
         assert api.post("/proxies/echo", json={"enabled": False}).status_code == 200
         assert sock.recv(10) == b""
-    with pytest.raises(ConnectionRefusedError):
-        connect(address)
+    assert_refused(proxy["listen"])
 
 
 def test_toxics_apply_to_live_connections(api: httpx.Client, echo: str) -> None:
-    address = create_proxy(api, "echo", echo)
-    with connect(address) as sock:
-        assert round_trip(sock) < 0.1
-        add_toxic(api, "echo", "latency", latency=200)
-        assert round_trip(sock) >= 0.2
+    proxy = create_proxy(api, "echo", echo)
+    with connect(proxy["listen"]) as sock:
+        assert round_trip_seconds(sock) < 0.1
+        add_toxic(api, "echo", type="latency", attributes={"latency": 200})
+        assert round_trip_seconds(sock) >= 0.2
         response = api.patch(
             "/proxies/echo/toxics/latency_downstream", json={"attributes": {"latency": 400}}
         )
         assert response.status_code == 200
-        assert round_trip(sock) >= 0.4
-        api.delete("/proxies/echo/toxics/latency_downstream")
-        assert round_trip(sock) < 0.1
+        assert round_trip_seconds(sock) >= 0.4
+        remove_toxic(api, "echo", "latency_downstream")
+        assert round_trip_seconds(sock) < 0.1
 
 
 def test_removing_a_stalling_toxic_does_not_hang_the_api(api: httpx.Client, echo: str) -> None:
     """Upstream can hang the API while a peer is dead; here removal never waits on a peer."""
-    address = create_proxy(api, "echo", echo)
-    sock = connect(address)
+    proxy = create_proxy(api, "echo", echo)
+    sock = connect(proxy["listen"])
     try:
-        add_toxic(api, "echo", "bandwidth", rate=0)
+        add_toxic(api, "echo", type="bandwidth", attributes={"rate": 0})
         # A client that sends a lot and never reads: every buffer on the way fills up.
         sock.setblocking(False)
         try:
@@ -173,10 +175,10 @@ def test_removing_a_stalling_toxic_does_not_hang_the_api(api: httpx.Client, echo
 
 
 def test_events_record_the_whole_connection(api: httpx.Client, echo: str) -> None:
-    address = create_proxy(api, "echo", echo)
-    add_toxic(api, "echo", "latency", latency=1)
-    with connect(address) as sock:
-        round_trip(sock, b"x" * 10)
+    proxy = create_proxy(api, "echo", echo)
+    add_toxic(api, "echo", type="latency", attributes={"latency": 1})
+    with connect(proxy["listen"]) as sock:
+        round_trip_seconds(sock, b"x" * 10)
     closed = wait_for_event(api, "closed", proxy="echo")
     seen = [e for e in events(api, proxy="echo") if e.get("connection") == closed["connection"]]
     kinds = [e["kind"] for e in seen]
@@ -200,22 +202,21 @@ def _active_pattern(seed: int, connections: int = 24) -> list[bool]:
     running.start()
     try:
         with echo_server() as (host, port), httpx.Client(base_url=running.engine.url) as api:
-            address = create_proxy(api, "seeded", f"{host}:{port}")
-            api.post(
-                "/proxies/seeded/toxics",
-                json={"type": "noop", "toxicity": 0.5},
-            )
+            proxy = create_proxy(api, "seeded", f"{host}:{port}")
+            add_toxic(api, "seeded", type="noop", toxicity=0.5)
             for _ in range(connections):
-                with connect(address) as sock:
-                    round_trip(sock)
+                with connect(proxy["listen"]) as sock:
+                    round_trip_seconds(sock)
             # Every connection either records its active toxics or has none.
-            deadline = time.monotonic() + 5
-            while True:
-                seen = events(api, proxy="seeded")
-                closed = {e["connection"] for e in seen if e["kind"] == "closed"}
-                if len(closed) == connections or time.monotonic() > deadline:
-                    break
-                time.sleep(0.02)
+            seen: list[dict[str, Any]] = []
+            closed: set[int] = set()
+
+            def all_closed() -> bool:
+                seen[:] = events(api, proxy="seeded")
+                closed.update(e["connection"] for e in seen if e["kind"] == "closed")
+                return len(closed) == connections
+
+            wait_until(all_closed, failure=f"not all {connections} connections were closed")
             ids = sorted(closed)
             active = {e["connection"] for e in seen if e["kind"] == "toxics_active"}
             return [connection in active for connection in ids]
@@ -234,13 +235,13 @@ def test_the_same_seed_gives_the_same_toxicity_rolls() -> None:
 def test_a_chunk_held_by_latency_is_not_lost_when_the_toxic_is_removed(
     api: httpx.Client, echo: str
 ) -> None:
-    address = create_proxy(api, "echo", echo)
-    with connect(address) as sock:
-        round_trip(sock)
-        add_toxic(api, "echo", "latency", latency=5000)
+    proxy = create_proxy(api, "echo", echo)
+    with connect(proxy["listen"]) as sock:
+        round_trip_seconds(sock)
+        add_toxic(api, "echo", type="latency", attributes={"latency": 5000})
         sock.sendall(b"held back")
         time.sleep(0.1)  # let the chunk reach the latency stage
-        api.delete("/proxies/echo/toxics/latency_downstream")
+        remove_toxic(api, "echo", "latency_downstream")
         started = time.perf_counter()
         assert recv_exactly(sock, 9) == b"held back"
         # Far below the 5 s the toxic would have held it.
@@ -259,8 +260,6 @@ def test_a_server_that_speaks_and_closes_at_once_is_relayed(api: httpx.Client) -
     for address in _serve(_GreetAndClose):
         proxy = create_proxy(api, "greeter", address)
         for _ in range(30):
-            with connect(proxy) as sock:
-                received = b""
-                while chunk := sock.recv(100):
-                    received += chunk
+            with connect(proxy["listen"]) as sock:
+                received = read_until_closed(sock)
             assert received == b"hello from the server"

@@ -2,35 +2,24 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.engine.api_helpers import (
+    LOOPBACK_LISTEN,
     add_toxic,
     assert_closed,
     assert_error,
     assert_refused,
     connect,
     create_proxy,
-    echo_roundtrip,
+    echo_round_trip,
     exchange,
     listen_of,
     listening_socket,
 )
-from tests.servers import echo_server
-
-LOOPBACK_LISTEN = re.compile(r"127\.0\.0\.1:[1-9]\d*")
-
-
-@pytest.fixture(scope="module")
-def echo() -> Iterator[str]:
-    """One echo server for the module: it is stateless, and each one takes 0.5 s to stop."""
-    with echo_server() as (host, port):
-        yield f"{host}:{port}"
 
 
 def populate(api: httpx.Client, proxies: Any) -> httpx.Response:
@@ -71,8 +60,8 @@ def test_populate_creates_new_proxies_in_order(api: httpx.Client, echo: str) -> 
         "toxics": [],
     }
     assert api.get("/proxies").json() == {"one": one, "two": two, "three": three}
-    assert echo_roundtrip(one["listen"], b"one") == b"one"
-    assert echo_roundtrip(two["listen"], b"two") == b"two"
+    assert echo_round_trip(one["listen"], b"one") == b"one"
+    assert echo_round_trip(two["listen"], b"two") == b"two"
 
 
 def test_populate_ignores_toxics_in_entries(api: httpx.Client, echo: str) -> None:
@@ -119,7 +108,7 @@ def test_every_entry_is_validated_before_any_change(
 
     assert_error(response, 400, message, proxies=None)
     assert api.get("/proxies").json() == {"kept": kept}
-    assert echo_roundtrip(kept["listen"]) == b"ping"
+    assert echo_round_trip(kept["listen"]) == b"ping"
 
 
 @pytest.mark.parametrize(
@@ -217,7 +206,7 @@ def test_proxy_with_another_listen_is_replaced(api: httpx.Client, echo: str) -> 
     assert LOOPBACK_LISTEN.fullmatch(new["listen"])
     assert new["toxics"] == []
     assert_refused(old["listen"])
-    assert echo_roundtrip(new["listen"]) == b"ping"
+    assert echo_round_trip(new["listen"]) == b"ping"
 
 
 def test_keep_replace_and_create_in_one_call(api: httpx.Client, echo: str) -> None:
@@ -268,7 +257,7 @@ def test_first_failure_stops_and_reports_what_was_done(api: httpx.Client, echo: 
     created = api.get("/proxies/created").json()
     assert body["proxies"] == [existing, created]
     assert set(api.get("/proxies").json()) == {"existing", "created"}
-    assert echo_roundtrip(created["listen"]) == b"ping"
+    assert echo_round_trip(created["listen"]) == b"ping"
 
 
 def test_failure_on_the_first_entry_reports_null(api: httpx.Client, echo: str) -> None:

@@ -8,37 +8,44 @@ import time
 import httpx
 import pytest
 
-from tests.engine.proxying import add_toxic, connect, create_proxy, remove_toxic, round_trip
+from tests.engine.api_helpers import (
+    add_toxic,
+    connect,
+    create_proxy,
+    read_until_closed,
+    remove_toxic,
+    round_trip_seconds,
+)
 from tests.servers import recv_exactly
 
 
 @pytest.fixture
-def proxied(api: httpx.Client, echo: str) -> tuple[str, int]:
-    return create_proxy(api, "echo", echo)
+def proxied(api: httpx.Client, echo: str) -> str:
+    return str(create_proxy(api, "echo", echo)["listen"])
 
 
-def test_latency_delays_each_round_trip(api: httpx.Client, proxied: tuple[str, int]) -> None:
+def test_latency_delays_each_round_trip(api: httpx.Client, proxied: str) -> None:
     with connect(proxied) as sock:
-        baseline = round_trip(sock)
-        add_toxic(api, "echo", "latency", latency=150)
-        delayed = round_trip(sock)
+        baseline = round_trip_seconds(sock)
+        add_toxic(api, "echo", type="latency", attributes={"latency": 150})
+        delayed = round_trip_seconds(sock)
         remove_toxic(api, "echo", "latency_downstream")
-        after = round_trip(sock)
+        after = round_trip_seconds(sock)
     assert baseline < 0.1
     assert 0.15 <= delayed < 0.6
     assert after < 0.1
 
 
-def test_latency_on_both_streams_adds_up(api: httpx.Client, proxied: tuple[str, int]) -> None:
-    add_toxic(api, "echo", "latency", "upstream", latency=100)
-    add_toxic(api, "echo", "latency", "downstream", latency=100)
+def test_latency_on_both_streams_adds_up(api: httpx.Client, proxied: str) -> None:
+    add_toxic(api, "echo", type="latency", stream="upstream", attributes={"latency": 100})
+    add_toxic(api, "echo", type="latency", stream="downstream", attributes={"latency": 100})
     with connect(proxied) as sock:
-        assert 0.2 <= round_trip(sock) < 0.7
+        assert 0.2 <= round_trip_seconds(sock) < 0.7
 
 
-def test_latency_keeps_throughput(api: httpx.Client, proxied: tuple[str, int]) -> None:
+def test_latency_keeps_throughput(api: httpx.Client, proxied: str) -> None:
     """Queued chunks are delayed from their own arrival, so delays do not add up."""
-    add_toxic(api, "echo", "latency", latency=200)
+    add_toxic(api, "echo", type="latency", attributes={"latency": 200})
     with connect(proxied) as sock:
         started = time.perf_counter()
         for _ in range(20):
@@ -50,8 +57,8 @@ def test_latency_keeps_throughput(api: httpx.Client, proxied: tuple[str, int]) -
     assert 0.2 <= elapsed < 1.5
 
 
-def test_bandwidth_paces_delivery(api: httpx.Client, proxied: tuple[str, int]) -> None:
-    add_toxic(api, "echo", "bandwidth", rate=100)  # 100 KB/s
+def test_bandwidth_paces_delivery(api: httpx.Client, proxied: str) -> None:
+    add_toxic(api, "echo", type="bandwidth", attributes={"rate": 100})  # 100 KB/s
     with connect(proxied) as sock:
         started = time.perf_counter()
         sock.sendall(b"b" * 60_000)
@@ -60,8 +67,8 @@ def test_bandwidth_paces_delivery(api: httpx.Client, proxied: tuple[str, int]) -
     assert 0.5 <= elapsed < 3.0
 
 
-def test_bandwidth_zero_stalls_until_removed(api: httpx.Client, proxied: tuple[str, int]) -> None:
-    add_toxic(api, "echo", "bandwidth", rate=0)
+def test_bandwidth_zero_stalls_until_removed(api: httpx.Client, proxied: str) -> None:
+    add_toxic(api, "echo", type="bandwidth", attributes={"rate": 0})
     with connect(proxied) as sock:
         sock.sendall(b"held")
         sock.settimeout(0.3)
@@ -72,10 +79,8 @@ def test_bandwidth_zero_stalls_until_removed(api: httpx.Client, proxied: tuple[s
         assert recv_exactly(sock, 4) == b"held"
 
 
-def test_timeout_zero_drops_data_but_keeps_the_connection(
-    api: httpx.Client, proxied: tuple[str, int]
-) -> None:
-    add_toxic(api, "echo", "timeout", "upstream", timeout=0)
+def test_timeout_zero_drops_data_but_keeps_the_connection(api: httpx.Client, proxied: str) -> None:
+    add_toxic(api, "echo", type="timeout", stream="upstream", attributes={"timeout": 0})
     with connect(proxied) as sock:
         sock.sendall(b"lost")
         sock.settimeout(0.3)
@@ -83,8 +88,8 @@ def test_timeout_zero_drops_data_but_keeps_the_connection(
             sock.recv(10)
 
 
-def test_timeout_closes_after_idle_time(api: httpx.Client, proxied: tuple[str, int]) -> None:
-    add_toxic(api, "echo", "timeout", "upstream", timeout=300)
+def test_timeout_closes_after_idle_time(api: httpx.Client, proxied: str) -> None:
+    add_toxic(api, "echo", type="timeout", stream="upstream", attributes={"timeout": 300})
     with connect(proxied) as sock:
         started = time.perf_counter()
         sock.sendall(b"lost")
@@ -93,19 +98,17 @@ def test_timeout_closes_after_idle_time(api: httpx.Client, proxied: tuple[str, i
     assert 0.25 <= elapsed < 2.0
 
 
-def test_removing_timeout_closes_the_connection(
-    api: httpx.Client, proxied: tuple[str, int]
-) -> None:
+def test_removing_timeout_closes_the_connection(api: httpx.Client, proxied: str) -> None:
     with connect(proxied) as sock:
-        round_trip(sock)  # the connection is established before the toxic arrives
-        add_toxic(api, "echo", "timeout", "upstream", timeout=0)
+        round_trip_seconds(sock)  # the connection is established before the toxic arrives
+        add_toxic(api, "echo", type="timeout", stream="upstream", attributes={"timeout": 0})
         sock.sendall(b"lost")
         remove_toxic(api, "echo", "timeout_upstream")
         assert sock.recv(10) == b""
 
 
-def test_reset_peer_resets_the_connection(api: httpx.Client, proxied: tuple[str, int]) -> None:
-    add_toxic(api, "echo", "reset_peer", "upstream", timeout=100)
+def test_reset_peer_resets_the_connection(api: httpx.Client, proxied: str) -> None:
+    add_toxic(api, "echo", type="reset_peer", stream="upstream", attributes={"timeout": 100})
     with connect(proxied) as sock:
         started = time.perf_counter()
         sock.sendall(b"boom")
@@ -115,8 +118,13 @@ def test_reset_peer_resets_the_connection(api: httpx.Client, proxied: tuple[str,
     assert 0.09 <= elapsed < 2.0
 
 
-def test_slicer_splits_into_small_writes(api: httpx.Client, proxied: tuple[str, int]) -> None:
-    add_toxic(api, "echo", "slicer", average_size=10, size_variation=5, delay=2000)
+def test_slicer_splits_into_small_writes(api: httpx.Client, proxied: str) -> None:
+    add_toxic(
+        api,
+        "echo",
+        type="slicer",
+        attributes={"average_size": 10, "size_variation": 5, "delay": 2000},
+    )
     payload = bytes(range(256)) * 2
     with connect(proxied) as sock:
         sock.sendall(payload)
@@ -129,22 +137,18 @@ def test_slicer_splits_into_small_writes(api: httpx.Client, proxied: tuple[str, 
     assert max(map(len, reads)) < 200
 
 
-def test_limit_data_forwards_the_limit_then_closes(
-    api: httpx.Client, proxied: tuple[str, int]
-) -> None:
-    add_toxic(api, "echo", "limit_data", bytes=100)
+def test_limit_data_forwards_the_limit_then_closes(api: httpx.Client, proxied: str) -> None:
+    add_toxic(api, "echo", type="limit_data", attributes={"bytes": 100})
     with connect(proxied) as sock:
         sock.sendall(b"z" * 1000)
-        received = b""
-        while chunk := sock.recv(4096):
-            received += chunk
+        received = read_until_closed(sock)
     assert received == b"z" * 100
 
 
-def test_slow_close_delays_the_close(api: httpx.Client, proxied: tuple[str, int]) -> None:
-    add_toxic(api, "echo", "slow_close", delay=300)
+def test_slow_close_delays_the_close(api: httpx.Client, proxied: str) -> None:
+    add_toxic(api, "echo", type="slow_close", attributes={"delay": 300})
     with connect(proxied) as sock:
-        assert round_trip(sock) < 0.2
+        assert round_trip_seconds(sock) < 0.2
         started = time.perf_counter()
         sock.shutdown(socket.SHUT_WR)
         assert sock.recv(10) == b""
@@ -152,45 +156,35 @@ def test_slow_close_delays_the_close(api: httpx.Client, proxied: tuple[str, int]
     assert 0.28 <= elapsed < 2.0
 
 
-def test_noop_passes_everything(api: httpx.Client, proxied: tuple[str, int]) -> None:
-    add_toxic(api, "echo", "noop")
+def test_noop_passes_everything(api: httpx.Client, proxied: str) -> None:
+    add_toxic(api, "echo", type="noop")
     with connect(proxied) as sock:
         sock.sendall(b"n" * 100_000)
         assert recv_exactly(sock, 100_000) == b"n" * 100_000
 
 
-def test_toxicity_zero_leaves_connections_alone(
-    api: httpx.Client, proxied: tuple[str, int]
-) -> None:
-    response = api.post(
-        "/proxies/echo/toxics",
-        json={"type": "latency", "toxicity": 0, "attributes": {"latency": 1000}},
-    )
-    assert response.json()["toxicity"] == 0
+def test_toxicity_zero_leaves_connections_alone(api: httpx.Client, proxied: str) -> None:
+    toxic = add_toxic(api, "echo", type="latency", toxicity=0, attributes={"latency": 1000})
+    assert toxic["toxicity"] == 0
     with connect(proxied) as sock:
-        assert round_trip(sock) < 0.5
+        assert round_trip_seconds(sock) < 0.5
 
 
-def test_a_reset_peer_with_toxicity_zero_does_not_reset(
-    api: httpx.Client, proxied: tuple[str, int]
-) -> None:
+def test_a_reset_peer_with_toxicity_zero_does_not_reset(api: httpx.Client, proxied: str) -> None:
     """Upstream turns every close into a reset even when the toxic did not roll; we do not."""
-    api.post(
-        "/proxies/echo/toxics",
-        json={"type": "reset_peer", "toxicity": 0, "attributes": {"timeout": 0}},
-    )
+    add_toxic(api, "echo", type="reset_peer", toxicity=0, attributes={"timeout": 0})
     with connect(proxied) as sock:
-        assert round_trip(sock) < 0.5
+        assert round_trip_seconds(sock) < 0.5
         sock.shutdown(socket.SHUT_WR)
         assert sock.recv(10) == b""
 
 
-def test_latency_never_releases_data_early(api: httpx.Client, proxied: tuple[str, int]) -> None:
+def test_latency_never_releases_data_early(api: httpx.Client, proxied: str) -> None:
     """A coarse loop clock (uvloop's is cached to the millisecond) must not shorten a delay."""
-    add_toxic(api, "echo", "latency", latency=30)
+    add_toxic(api, "echo", type="latency", attributes={"latency": 30})
     with connect(proxied) as sock:
         samples = []
         for i in range(60):
-            samples.append(round_trip(sock))
+            samples.append(round_trip_seconds(sock))
             time.sleep(0.001 * (i % 7))  # idle gaps put arrivals at every phase of the clock
     assert min(samples) >= 0.030

@@ -20,18 +20,10 @@ from tests.engine.api_helpers import (
     assert_closed,
     assert_refused,
     connect,
-    echo_roundtrip,
+    echo_round_trip,
     exchange,
     read_until_closed,
 )
-from tests.servers import echo_server
-
-
-@pytest.fixture(scope="module")
-def echo() -> Iterator[str]:
-    """One echo server for the module: it is stateless, and each one takes 0.5 s to stop."""
-    with echo_server() as (host, port):
-        yield f"{host}:{port}"
 
 
 @pytest.fixture
@@ -58,7 +50,7 @@ def test_create_and_list_proxies(server: Toxiproxy, echo: str) -> None:
     assert proxy.enabled is True
     assert proxy.listen.startswith("127.0.0.1:")
     assert proxy.listen != "127.0.0.1:0"
-    assert echo_roundtrip(proxy.listen, b"via toxiproxy-python") == b"via toxiproxy-python"
+    assert echo_round_trip(proxy.listen, b"via toxiproxy-python") == b"via toxiproxy-python"
     listed = server.proxies()
     assert list(listed) == ["echo_proxy"]
     assert listed["echo_proxy"].listen == proxy.listen
@@ -111,7 +103,7 @@ def test_toxics_act_on_traffic(server: Toxiproxy, echo: str) -> None:
     proxy.add_toxic(type="latency", attributes={"latency": 300})
 
     started = time.monotonic()
-    assert echo_roundtrip(proxy.listen, b"slow") == b"slow"
+    assert echo_round_trip(proxy.listen, b"slow") == b"slow"
     # A lower bound only: the delay cannot be shorter than asked, however busy the machine.
     assert time.monotonic() - started >= 0.29
 
@@ -138,7 +130,7 @@ def test_disable_and_enable(server: Toxiproxy, echo: str) -> None:
 
     assert proxy.enabled is True
     assert server.proxies()["p"].enabled is True
-    assert echo_roundtrip(proxy.listen, b"after") == b"after"
+    assert echo_round_trip(proxy.listen, b"after") == b"after"
     assert list(proxy.toxics()) == ["noop_downstream"]
 
 
@@ -153,7 +145,7 @@ def test_down_context_manager(server: Toxiproxy, echo: str) -> None:
             assert server.get_proxy("p").enabled is False
 
     assert server.get_proxy("p").enabled is True
-    assert echo_roundtrip(proxy.listen, b"back up") == b"back up"
+    assert echo_round_trip(proxy.listen, b"back up") == b"back up"
 
 
 def test_reset(server: Toxiproxy, echo: str) -> None:
@@ -172,8 +164,8 @@ def test_reset(server: Toxiproxy, echo: str) -> None:
     }
     assert first.toxics() == {}
     assert second.toxics() == {}
-    assert echo_roundtrip(first.listen, b"clean") == b"clean"
-    assert echo_roundtrip(second.listen, b"clean") == b"clean"
+    assert echo_round_trip(first.listen, b"clean") == b"clean"
+    assert echo_round_trip(second.listen, b"clean") == b"clean"
 
 
 def test_destroy(server: Toxiproxy, echo: str) -> None:
@@ -203,4 +195,4 @@ def test_populate(server: Toxiproxy, echo: str) -> None:
     assert [proxy.name for proxy in created] == ["one", "two"]
     assert sorted(server.proxies()) == ["one", "two"]
     for proxy in created:
-        assert echo_roundtrip(proxy.listen) == b"ping"
+        assert echo_round_trip(proxy.listen) == b"ping"

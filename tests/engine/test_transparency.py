@@ -6,7 +6,6 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -14,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pytest_chaos.engine import EngineThread
-from tests.engine.proxying import create_proxy
+from tests.engine.api_helpers import add_toxic, connect, create_proxy
 from tests.servers import echo_server
 
 # Toxics that delay or reshape data but never drop it, slow enough that data is in flight
@@ -30,22 +29,20 @@ GENTLE_TOXICS: list[tuple[str, dict[str, int]]] = [
 
 
 @pytest.fixture(scope="module")
-def shared_proxy() -> Iterator[tuple[httpx.Client, tuple[str, int]]]:
+def shared_proxy() -> Iterator[tuple[httpx.Client, str]]:
     running = EngineThread(seed=99)
     running.start()
     try:
         with echo_server() as (host, port), httpx.Client(base_url=running.engine.url) as api:
-            address = create_proxy(api, "echo", f"{host}:{port}")
-            yield api, address
+            proxy = create_proxy(api, "echo", f"{host}:{port}")
+            yield api, proxy["listen"]
     finally:
         running.stop()
 
 
 def _add(api: httpx.Client, index: int, stream: str) -> str:
     type_, attributes = GENTLE_TOXICS[index]
-    body: dict[str, Any] = {"type": type_, "stream": stream, "attributes": attributes}
-    response = api.post("/proxies/echo/toxics", json=body)
-    assert response.status_code == 200, response.text
+    add_toxic(api, "echo", type=type_, stream=stream, attributes=attributes)
     return f"{type_}_{stream}"
 
 
@@ -100,17 +97,17 @@ def _read_all(sock: socket.socket, size: int, into: list[bytes]) -> None:
     draw=st.data(),
 )
 def test_every_byte_arrives_once_and_in_order(
-    shared_proxy: tuple[httpx.Client, tuple[str, int]],
+    shared_proxy: tuple[httpx.Client, str],
     data: bytes,
     cuts: list[int],
     initial: list[tuple[int, str]],
     draw: st.DataObject,
 ) -> None:
-    api, address = shared_proxy
+    api, listen = shared_proxy
     present = [_add(api, index, stream) for index, stream in initial]
     received: list[bytes] = []
     try:
-        with socket.create_connection(address, timeout=20) as sock:
+        with connect(listen, timeout=20) as sock:
             reader = threading.Thread(target=_read_all, args=(sock, len(data), received))
             reader.start()
             offset = 0

@@ -27,6 +27,18 @@ redis_server = service_fixture(redis_service(), name="redis_server")
 
 
 @pytest.fixture
+def redis_process(redis_server: RunningService) -> RunningService:
+    """Redis as a server this session started, for the process faults (kill, pause,
+    restart); an external Redis (CHAOS_EXTERNAL_REDIS) takes network faults only."""
+    if redis_server.provider == "external":
+        pytest.skip(
+            f"Redis is an external address ({redis_server.direct}); process faults need a"
+            " server that pytest-chaos started"
+        )
+    return redis_server
+
+
+@pytest.fixture
 def redis_proxy(redis_server: RunningService) -> ProxyInfo:
     """The proxy "redis" in front of the real Redis: the name every marker targets."""
     return redis_server.proxy

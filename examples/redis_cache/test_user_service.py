@@ -128,7 +128,7 @@ def test_the_cache_is_used_again_after_an_outage(
 
 
 # --------------------------------------------- the Redis process itself killed or frozen
-@pytest.mark.usefixtures("warm_cache")
+@pytest.mark.usefixtures("redis_process", "warm_cache")
 @pytest.mark.dependency_down("redis", mode="kill")
 def test_a_killed_cache_is_skipped(users: UserService, database: UserDatabase) -> None:
     """SIGKILL: the server is gone, its connections reset. Redis is started again (same
@@ -139,7 +139,7 @@ def test_a_killed_cache_is_skipped(users: UserService, database: UserDatabase) -
     assert took < BUDGET_SECONDS
 
 
-@pytest.mark.usefixtures("warm_cache")
+@pytest.mark.usefixtures("redis_process", "warm_cache")
 @pytest.mark.dependency_down("redis", mode="pause")
 def test_a_frozen_cache_costs_one_timeout(users: UserService, database: UserDatabase) -> None:
     """SIGSTOP, like a process stuck in a long GC pause or a paused container: connections
@@ -150,6 +150,7 @@ def test_a_frozen_cache_costs_one_timeout(users: UserService, database: UserData
     assert CACHE_TIMEOUT_SECONDS <= took < BUDGET_SECONDS
 
 
+@pytest.mark.usefixtures("redis_process")
 def test_the_cache_fills_again_after_a_restart(
     chaos: Chaos, users: UserService, database: UserDatabase
 ) -> None:

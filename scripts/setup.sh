@@ -12,9 +12,10 @@ fi
 .venv/bin/python -m pip install --quiet -e '.[dev]'
 
 # Tests and examples start their own Redis and PostgreSQL from the local binaries, on free
-# ports in temporary directories.
+# ports in temporary directories (and memcached, for the README's service of your own).
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v memcached >/dev/null 2>&1 || missing+=(memcached)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

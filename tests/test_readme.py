@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,3 +29,37 @@ def test_the_first_chaos_test_in_the_readme_passes(
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["chaos: 3 faults injected in 3 tests (backend embedded, seed *)"])
+
+
+def test_the_readme_way_to_declare_your_own_service_works(pytester: pytest.Pytester) -> None:
+    """The README's custom service (memcached), declared exactly as printed, started from the
+    local binary, reached through its proxy, restarted, and gone at the end."""
+    if shutil.which("memcached") is None:
+        pytest.skip("memcached is not installed (scripts/setup.sh installs it)")
+    block = re.search(
+        r"```python\n(import socket\nfrom pytest_chaos.services import ContainerSpec.*?)```",
+        README.read_text(),
+        re.S,
+    )
+    assert block is not None, "the README lost its example of a service of your own"
+    pytester.makeconftest(block.group(1))
+    pytester.makeini("[pytest]\nchaos_services = local\n")
+    pytester.makepyfile(
+        test_memcached="""
+        import socket
+
+        def version(address):
+            with socket.create_connection(address, timeout=2) as sock:
+                sock.sendall(b"version\\r\\n")
+                return sock.recv(64)
+
+        def test_through_the_proxy(memcached, chaos, toxiproxy):
+            assert toxiproxy.proxies()["memcached"].upstream == memcached.direct
+            assert version((memcached.host, memcached.port)).startswith(b"VERSION")
+            chaos.restart("memcached")
+            assert version((memcached.host, memcached.port)).startswith(b"VERSION")
+            assert memcached.url == f"memcache://{memcached.address}"
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)

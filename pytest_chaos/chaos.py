@@ -6,6 +6,7 @@ Everything a test changes through it is reverted when the test ends, passed or f
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pytest_chaos.backends import ToxiproxyServer
@@ -38,11 +39,14 @@ class Chaos:
     """Fault injection for one test (the `chaos` fixture)."""
 
     def __init__(
-        self, server: ToxiproxyServer, seed: int, services: ServiceRegistry | None = None
+        self,
+        server: ToxiproxyServer,
+        seed: int,
+        services: Callable[[], ServiceRegistry | None] | None = None,
     ) -> None:
         self.server = server
         self.client = server.client
-        self.services = services
+        self._services = services
         self.started_at = time.monotonic()
         self._timeline = Timeline(self.started_at, seed)
         self._applied: list[AppliedFault] = []
@@ -118,6 +122,11 @@ class Chaos:
         return applied
 
     # -- services
+    @property
+    def services(self) -> ServiceRegistry | None:
+        """The session's running services (None while none was declared)."""
+        return self._services() if self._services is not None else None
+
     def service(self, name: str) -> RunningService:
         """The running service called `name` (declared with service_fixture in conftest.py)."""
         __tracebackhide__ = True
@@ -125,9 +134,10 @@ class Chaos:
 
         problem: str | None = None
         try:
-            if self.services is None:
+            registry = self.services
+            if registry is None:
                 raise ServiceError(name, "no service runs in this session")
-            return self.services.get(name)
+            return registry.get(name)
         except ServiceError as error:
             problem = str(error)
         raise FaultError(problem)
@@ -138,9 +148,10 @@ class Chaos:
 
         problem: str | None = None
         try:
-            if self.services is None:
+            registry = self.services
+            if registry is None:
                 raise ServiceError(fault.target, "is not running in this session")
-            return self.services.get(fault.target)
+            return registry.get(fault.target)
         except ServiceError as error:
             problem = (
                 f"{fault.name}: mode {fault.mode!r} acts on a service started by pytest-chaos,"

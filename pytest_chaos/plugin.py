@@ -288,9 +288,13 @@ def chaos(request: pytest.FixtureRequest, toxiproxy: ToxiproxyServer) -> Iterato
     """Faults for this test: `chaos.proxy(name, upstream=...)`, `with chaos.latency(...)`,
     `chaos.events(name)`, `chaos.timeline()`. Everything is reverted when the test ends."""
     from pytest_chaos.chaos import Chaos
-    from pytest_chaos.services.fixtures import registry_of
 
-    instance = Chaos(toxiproxy, request.config.stash[config_key].seed, registry_of(request.config))
+    config = request.config
+    # The registry is looked up when a service is named, not now: a test's services may be
+    # set up after this fixture, and a run without services never imports them.
+    instance = Chaos(
+        toxiproxy, config.stash[config_key].seed, lambda: config.stash.get(services_key, None)
+    )
     request.node.stash[chaos_key] = instance
     try:
         yield instance
@@ -361,25 +365,23 @@ def _chaos_marker_faults(request: pytest.FixtureRequest, _chaos_services: None) 
 def _revert(applied: list[Any]) -> str | None:
     """Revert the markers' faults, newest first, each whatever the others did; the first
     failure as a message, or None."""
-    from pytest_chaos.client import ToxiproxyError
-    from pytest_chaos.services import ServiceError
+    from pytest_chaos.faults import revert_errors
 
     problem: str | None = None
     for handle in reversed(applied):
         try:
             handle.revert()
-        except (ToxiproxyError, ServiceError) as error:
+        except revert_errors() as error:
             problem = problem or f"pytest-chaos: could not revert {handle.fault}: {error}"
     return problem
 
 
 def _revert_all(chaos: Chaos) -> str | None:
     """Revert what the test left applied; the failure as a message, or None."""
-    from pytest_chaos.client import ToxiproxyError
-    from pytest_chaos.services import ServiceError
+    from pytest_chaos.faults import revert_errors
 
     try:
         chaos.revert_all()
-    except (ToxiproxyError, ServiceError) as error:
+    except revert_errors() as error:
         return f"pytest-chaos: could not revert this test's faults: {error}"
     return None

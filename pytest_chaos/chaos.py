@@ -134,10 +134,7 @@ class Chaos:
 
         problem: str | None = None
         try:
-            registry = self.services
-            if registry is None:
-                raise ServiceError(name, "no service runs in this session")
-            return registry.get(name)
+            return self._lookup(name)
         except ServiceError as error:
             problem = str(error)
         raise FaultError(problem)
@@ -148,16 +145,20 @@ class Chaos:
 
         problem: str | None = None
         try:
-            registry = self.services
-            if registry is None:
-                raise ServiceError(fault.target, "is not running in this session")
-            return registry.get(fault.target)
+            return self._lookup(fault.target)
         except ServiceError as error:
             problem = (
                 f"{fault.name}: mode {fault.mode!r} acts on a service started by pytest-chaos,"
                 f" and {fault.target!r} {error.cause}"
             )
         raise FaultError(problem)
+
+    def _lookup(self, name: str) -> RunningService:
+        """The service `name` of this test (ServiceError saying why there is none)."""
+        from pytest_chaos.services.fixtures import ServiceRegistry
+
+        # With no service declared there is no registry yet: an empty one says the same.
+        return (self.services or ServiceRegistry()).get(name)
 
     def _apply_process_fault(self, fault: Down) -> AppliedFault:
         __tracebackhide__ = True

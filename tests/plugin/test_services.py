@@ -814,3 +814,23 @@ def test_auto_with_docker_and_a_missing_image_says_how_to_use_the_binary(
             " --chaos-services local"
         ]
     )
+
+
+def test_process_fault_in_a_run_that_declares_no_service(bare: pytest.Pytester) -> None:
+    bare.makepyfile(
+        dedent(
+            """
+            def test_kill(chaos):
+                chaos.kill("redis")
+            """
+        )
+    )
+    result = run(bare)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*FaultError: dependency_down: mode 'kill' acts on a service started by pytest-chaos,"
+            " and 'redis' is not running in this session (running: none); declare it with"
+            " service_fixture() in conftest.py and request its fixture in the test"
+        ]
+    )

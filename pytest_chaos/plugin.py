@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from pytest_chaos.backends import EngineProcess, ToxiproxyServer  # noqa: F401 - used in a stash key
     from pytest_chaos.chaos import Chaos
     from pytest_chaos.markers import MarkedFault
-    from pytest_chaos.services.fixtures import ServiceRegistry  # noqa: F401 - in a stash key
+    from pytest_chaos.services.fixtures import ServiceRegistry
 
 MARKER_NAMES = (
     "latency",
@@ -108,10 +108,17 @@ def _uses_chaos(item: pytest.Item) -> bool:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
-    """Once the fixtures are set up (they may create proxies), check that every marker for
-    the test body names a known proxy or service, so that a wrong name is a setup error like
-    any other mistake in a marker."""
-    result = yield
+    """Before any fixture of the test: make the services it uses its own (serving again,
+    whatever an earlier test did to them, and their proxies pointed at them: two directories
+    may each run their own "redis"). Once the fixtures are set up (they may create proxies):
+    check that every marker for the test body names a known proxy or service, so that a
+    wrong name is a setup error like any other mistake in a marker."""
+    registry = _begin_services(item)
+    try:
+        result = yield
+    finally:
+        if registry is not None:
+            registry.end_setup()
     chaos = item.stash.get(chaos_key, None)
     later = [mark for mark in item.stash.get(marked_key, []) if mark.when == "call"]
     if chaos is None or not later:
@@ -305,29 +312,7 @@ def chaos(request: pytest.FixtureRequest, toxiproxy: ToxiproxyServer) -> Iterato
 
 
 @pytest.fixture(autouse=True)
-def _chaos_services(request: pytest.FixtureRequest) -> None:
-    """Before the test's other fixtures: make the services it uses (through any fixture) its
-    own: each brought back to serving, whatever an earlier test did to it, and each one's
-    proxy pointed at it (two directories may each run their own "redis")."""
-    declared = _declared_service_fixtures()
-    names = [name for name in request.fixturenames if name in declared]
-    if not names:
-        return
-    from pytest_chaos.services import ServiceError
-    from pytest_chaos.services.fixtures import RunningService, registry_of
-
-    values = [request.getfixturevalue(name) for name in names]
-    problem: str | None = None
-    try:
-        registry_of(request.config).use([v for v in values if isinstance(v, RunningService)])
-    except ServiceError as error:
-        problem = f"pytest-chaos: {error}"
-    if problem is not None:
-        pytest.fail(problem, pytrace=False)
-
-
-@pytest.fixture(autouse=True)
-def _chaos_marker_faults(request: pytest.FixtureRequest, _chaos_services: None) -> None:
+def _chaos_marker_faults(request: pytest.FixtureRequest) -> None:
     """Read the test's fault markers; apply `when="setup"` ones now, keep the rest for the
     test body (see pytest_runtest_call)."""
     node = request.node
@@ -354,6 +339,7 @@ def _chaos_marker_faults(request: pytest.FixtureRequest, _chaos_services: None) 
     node.stash[marked_key] = marked
     for mark in marked:
         if mark.when == "setup":
+            _start_service_for(request, mark.fault)
             try:
                 chaos.inject(mark.fault)
             except FaultError as error:
@@ -385,3 +371,44 @@ def _revert_all(chaos: Chaos) -> str | None:
     except revert_errors() as error:
         return f"pytest-chaos: could not revert this test's faults: {error}"
     return None
+
+
+def _begin_services(item: pytest.Item) -> ServiceRegistry | None:
+    """The session's service registry with this test's services made current (see
+    pytest_runtest_setup); None in a run that declares no service."""
+    if "pytest_chaos.services.fixtures" not in sys.modules:
+        return None  # no conftest called service_fixture(): nothing to do, nothing imported
+    from pytest_chaos.services import ServiceError
+    from pytest_chaos.services.fixtures import registry_of, service_fixtures_of
+
+    fixtures = service_fixtures_of(item)
+    registry = item.config.stash.get(services_key, None)
+    if registry is None and not fixtures:
+        return None
+    registry = registry or registry_of(item.config)
+    problem: str | None = None
+    try:
+        registry.begin_test([running for _, _, running in fixtures if running is not None])
+    except ServiceError as error:
+        registry.end_setup()
+        problem = f"pytest-chaos: {error}"
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
+    return registry
+
+
+def _start_service_for(request: pytest.FixtureRequest, fault: object) -> None:
+    """A process fault applied at setup needs its service now, before the test's other
+    fixtures: set up the fixture of that service, if the test uses one."""
+    from pytest_chaos.faults import Down
+
+    if not (isinstance(fault, Down) and fault.acts_on_process):
+        return
+    if "pytest_chaos.services.fixtures" not in sys.modules:
+        return
+    from pytest_chaos.services.fixtures import service_fixtures_of
+
+    for name, definition, _ in service_fixtures_of(request.node):
+        if definition.name == fault.target:
+            request.getfixturevalue(name)
+            return

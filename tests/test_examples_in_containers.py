@@ -14,7 +14,6 @@ import sys
 import time
 from pathlib import Path
 
-import docker
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +29,8 @@ def test_the_examples_pass_with_their_services_in_containers() -> None:
     missing = [image for image in IMAGES.values() if not image_present(image)]
     if missing:
         pytest.skip(f"images {', '.join(missing)} are not built; run scripts/docker-setup.sh")
+    import docker  # installed with testcontainers, which the check above needed
+
     images = "\n".join(f"{name} = {image}" for name, image in IMAGES.items())
     started = int(time.time()) - 1
     done = subprocess.run(

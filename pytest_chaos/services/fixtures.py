@@ -30,9 +30,37 @@ if TYPE_CHECKING:
 
 SCOPES = ("session", "package", "module", "class", "function")
 
-# Fixture name of every service declared with service_fixture(), by service name: a marker
-# applied at setup time (when="setup") needs its service before the test's own fixtures run.
+# Fixture names of the services declared with service_fixture(), by service name: the plugin
+# launches its engine early for tests that may use one.
 DECLARED: dict[str, set[str]] = {}
+# The attribute that marks a fixture function as a service's (its value: the definition).
+SERVICE_TAG = "_pytest_chaos_service"
+
+
+def service_fixtures_of(
+    item: pytest.Item,
+) -> list[tuple[str, ServiceDefinition, RunningService | None]]:
+    """The service fixtures `item` uses (directly or through other fixtures), as (fixture
+    name, definition, the RunningService that fixture already holds or None). Resolved the way
+    pytest resolves them for this item, so that a same-named fixture of another directory, or
+    an unrelated fixture that merely shares a name, is not taken for it."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return []
+    found = []
+    for name in getattr(item, "fixturenames", ()):
+        definitions = info.name2fixturedefs.get(name)
+        if not definitions:
+            continue
+        fixturedef = definitions[-1]  # the one that applies to this item
+        definition = getattr(fixturedef.func, SERVICE_TAG, None)
+        if not isinstance(definition, ServiceDefinition):
+            continue
+        cached = fixturedef.cached_result
+        value = cached[0] if cached is not None and cached[2] is None else None
+        running = value if isinstance(value, RunningService) and not value.closed else None
+        found.append((name, definition, running))
+    return found
 
 
 class RunningService:
@@ -174,11 +202,19 @@ class RunningService:
 
     def point_proxy(self) -> ProxyInfo:
         """Point the proxy of this service's name at it (creating the proxy if needed)."""
+        from pytest_chaos.client import ToxiproxyError
+
         upstream = self._upstream()
-        if self.name in self.server.proxies():
-            self.proxy = self.server.point(self.name, upstream)
-        else:
-            self.proxy = self.server.create_proxy(self.name, upstream)
+        existing = self.server.proxies().get(self.name)
+        try:
+            if existing is not None:
+                self.proxy = self.server.point(self.name, upstream, existing)
+            else:
+                self.proxy = self.server.create_proxy(self.name, upstream)
+        except ToxiproxyError as error:
+            raise ServiceError(
+                self.name, f"cannot point its proxy at {upstream}: {error}"
+            ) from None
         return self.proxy
 
     def __repr__(self) -> str:
@@ -199,41 +235,47 @@ class ServiceRegistry:
     def __init__(self) -> None:
         self.live: list[RunningService] = []
         self.current: dict[str, RunningService] = {}
-        self._proxy_owner: dict[str, RunningService] = {}
+        self.setting_up = False  # a test's setup is running: services made now are its own
 
     def add(self, service: RunningService) -> None:
+        """A service just started; during a test's setup, one of that test's."""
+        if self.setting_up:
+            other = self.current.get(service.name)
+            if other is not None and other is not service:
+                raise _two_of_a_name(other, service)
+            self.current[service.name] = service
         self.live.append(service)
-        self._proxy_owner[service.name] = service  # it pointed the proxy at itself
 
     def remove(self, service: RunningService) -> None:
         if service in self.live:
             self.live.remove(service)
-        for table in (self.current, self._proxy_owner):
-            if table.get(service.name) is service:
-                del table[service.name]
+        if self.current.get(service.name) is service:
+            del self.current[service.name]
 
-    def use(self, services: list[RunningService]) -> None:
-        """Make `services` the current test's: each serving again (started or resumed) and
-        its proxy pointed at it. ServiceError names what cannot be done."""
+    def others_named(self, service: RunningService) -> list[RunningService]:
+        return [other for other in self.live if other.name == service.name and other is not service]
+
+    def begin_test(self, services: list[RunningService]) -> None:
+        """Before a test's fixtures are set up: `services` (those its fixtures already hold)
+        become the current ones, each serving again (started or resumed, whatever an earlier
+        test did to it) and its proxy pointed at it. Services its setup creates join them.
+        ServiceError names what cannot be done."""
         chosen: dict[str, RunningService] = {}
         for service in services:
             other = chosen.setdefault(service.name, service)
             if other is not service:
-                raise ServiceError(
-                    service.name,
-                    f"this test uses two services of that name (fixtures {other.fixture!r} and"
-                    f" {service.fixture!r}); a service's name is its proxy's, so give one of"
-                    " them another name",
-                )
+                raise _two_of_a_name(other, service)
         self.current = chosen
+        self.setting_up = True
         for service in chosen.values():
-            if self._proxy_owner.get(service.name) is not service:
-                service.point_proxy()
-                self._proxy_owner[service.name] = service
             try:
-                service.ensure_serving()
+                service.ensure_serving()  # first: a stopped container has no address to point at
+                service.point_proxy()  # cheap when it already points there
             except ServiceError as error:
                 raise ServiceError(service.name, f"cannot serve this test: {error.cause}") from None
+
+    def end_setup(self) -> None:
+        self.setting_up = False
 
     def get(self, name: str) -> RunningService:
         """The service called `name` that the current test uses, or the only live one."""
@@ -258,6 +300,15 @@ class ServiceRegistry:
 
     def names(self) -> list[str]:
         return sorted({service.name for service in self.live})
+
+
+def _two_of_a_name(first: RunningService, second: RunningService) -> ServiceError:
+    return ServiceError(
+        first.name,
+        f"this test uses two services of that name (fixtures {first.fixture!r} and"
+        f" {second.fixture!r}); a service's name is its proxy's, so give one of them another"
+        " name",
+    )
 
 
 def registry_of(config: pytest.Config) -> ServiceRegistry:
@@ -293,6 +344,7 @@ def service_fixture(
     ) -> Iterator[RunningService]:
         yield from _run(request, toxiproxy, definition, fixture_name, scope)
 
+    setattr(run_service, SERVICE_TAG, definition)  # how the plugin finds service fixtures
     run_service.__name__ = fixture_name
     run_service.__doc__ = f"The {definition.name!r} service, started by pytest-chaos ({scope})."
     return pytest.fixture(scope=scope, name=fixture_name)(run_service)  # type: ignore[call-overload,no-any-return]
@@ -327,7 +379,8 @@ def _run(
             service is not None
             and service.provider == "container"
             and definition.local is not None
-            and (definition.provider or settings.services) == "auto"
+            and definition.provider is None
+            and settings.services == "auto"
         ):
             # Docker answered, so auto chose it; the local binary may still be the way.
             problem += "; to run it from the local binary instead: --chaos-services local"
@@ -357,7 +410,11 @@ def _run(
         running.closed = True
         registry.remove(running)
         try:
-            if scope != "session" and definition.name in toxiproxy.created:
+            if (
+                scope != "session"
+                and definition.name in toxiproxy.created
+                and not registry.others_named(running)
+            ):
                 # A proxy made for a shorter-lived service goes with it, so that the next
                 # instance (on another port) gets a fresh one.
                 toxiproxy.client.delete_proxy(definition.name)

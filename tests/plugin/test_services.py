@@ -557,7 +557,7 @@ def test_setup_time_process_fault_starts_its_service_first(pytester: pytest.Pyte
     run(pytester, "-p", "no:randomly").assert_outcomes(passed=3)
 
 
-def test_two_services_cannot_share_a_name(pytester: pytest.Pytester) -> None:
+def test_one_test_cannot_use_two_services_of_one_name(pytester: pytest.Pytester) -> None:
     make_ini(pytester, "chaos_services = local")
     pytester.makeconftest(
         """
@@ -834,3 +834,83 @@ def test_process_fault_in_a_run_that_declares_no_service(bare: pytest.Pytester) 
             " service_fixture() in conftest.py and request its fixture in the test"
         ]
     )
+
+
+DIRECTORY_CONFTEST = """
+import pytest
+import redis as redis_py
+from pytest_chaos.services import redis_service, service_fixture
+
+redis = service_fixture(redis_service(){scope})
+
+
+@pytest.fixture(scope="module")
+def written(redis):
+    # A module-scoped fixture: set up before any function-scoped one of its first test.
+    client = redis_py.Redis.from_url(redis.url, socket_timeout=2)
+    client.set("written_by", "{directory}")
+    return redis_py.Redis.from_url(redis.direct_url, socket_timeout=2).get("written_by")
+"""
+
+
+def test_two_directories_each_with_their_own_redis(pytester: pytest.Pytester) -> None:
+    """Each suite's tests reach their own server through the one proxy "redis", even from
+    module-scoped fixtures, and even after a test killed its server directly; chaos.kill()
+    names the test's own; a shorter-lived service leaves the proxy to the other."""
+    make_ini(pytester, "chaos_services = local")
+    pytester.mkpydir("a").joinpath("conftest.py").write_text(
+        DIRECTORY_CONFTEST.format(scope="", directory="a")
+    )
+    pytester.mkpydir("b").joinpath("conftest.py").write_text(
+        DIRECTORY_CONFTEST.format(scope=', scope="module"', directory="b")
+    )
+    pytester.path.joinpath("a", "test_first.py").write_text(
+        dedent(
+            """
+            def test_a(redis, written):
+                assert written == b"a"  # written through the proxy, read directly: its own
+            """
+        )
+    )
+    pytester.path.joinpath("b", "test_b.py").write_text(
+        dedent(
+            """
+            import pytest
+            from pytest_chaos.faults import FaultError
+
+            def test_b(redis, written, chaos):
+                assert written == b"b"
+                assert chaos.service("redis") is redis
+                with chaos.kill("redis"):
+                    assert not redis.running
+
+            def test_without_a_service(chaos):
+                with pytest.raises(FaultError, match="runs 2 times in this session"):
+                    chaos.service("redis")
+            """
+        )
+    )
+    pytester.path.joinpath("a", "test_second.py").write_text(
+        dedent(
+            """
+            def test_a_again(redis, written, toxiproxy):
+                assert written == b"a"  # the proxy was pointed back before this module began
+                assert toxiproxy.proxies()["redis"].upstream == redis.direct
+                redis.kill()  # directly: nothing reverts it but the next test's setup
+            """
+        )
+    )
+    pytester.path.joinpath("a", "test_third.py").write_text(
+        dedent(
+            """
+            def test_a_healed(redis, written):
+                assert redis.running  # brought back before this module's fixture needed it
+                assert written == b"a"
+            """
+        )
+    )
+    result = run(
+        pytester, "-p", "no:randomly",
+        "a/test_first.py", "b/test_b.py", "a/test_second.py", "a/test_third.py",
+    )  # fmt: skip
+    result.assert_outcomes(passed=5)

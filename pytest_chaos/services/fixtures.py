@@ -167,10 +167,10 @@ class RunningService:
         has ended (a fault reverted after that must not bring it back)."""
         if self.closed:
             return
-        if not self.service.running:
-            self.start()
-        elif self.service.paused:
-            self.service.resume()
+        was_down = not self.service.running
+        self.service.ensure_serving()
+        if was_down:
+            self.point_proxy()  # a container started again may have a new network address
 
     def _require_open(self, operation: str) -> None:
         if self.closed:

@@ -196,9 +196,9 @@ def machine_info() -> dict[str, Any]:
 
 # ------------------------------------------------------------- 1a: direct fault overhead
 def bench_faults(url: str, upstream: str, settings: Settings) -> tuple[list[Row], dict[str, Any]]:
-    from pytest_chaos.backends import ToxiproxyServer
+    from pytest_chaos.backends.server import ToxiproxyServer
     from pytest_chaos.chaos import Chaos
-    from pytest_chaos.client import ToxiproxyClient
+    from pytest_chaos.backends.client import ToxiproxyClient
     from pytest_chaos.faults import Down, Fault, Latency, ToxicNames, apply_fault
 
     client = ToxiproxyClient(url)
@@ -375,9 +375,9 @@ def pytest_configure(config):
     config.pluginmanager.register(_AfterPlugin(), "bench-after-plugin")
     if os.environ.get("BENCH_EARLY_LAUNCH"):
         # What-if: the plugin launched the engine at pytest_configure instead of at
-        # collection end. Same EngineProcess, same import of pytest_chaos.backends first.
+        # collection end. Same EngineProcess, same import of pytest_chaos.backends.server first.
         MARKS["configure"] = time.perf_counter()
-        from pytest_chaos.backends import EngineProcess
+        from pytest_chaos.backends.server import EngineProcess
 
         process = EngineProcess(1)
         process.launch()
@@ -631,8 +631,8 @@ def noverify_client_time(url: str) -> float:
 def bench_startup(
     supervisor: EngineSupervisor, workdir: Path, echo: EchoServer, settings: Settings
 ) -> tuple[list[Row], dict[str, Any]]:
-    from pytest_chaos.backends import EngineProcess
-    from pytest_chaos.client import ToxiproxyClient
+    from pytest_chaos.backends.server import EngineProcess
+    from pytest_chaos.backends.client import ToxiproxyClient
 
     directory = workdir / "startup"
     write_startup_project(directory)
@@ -660,7 +660,7 @@ def bench_startup(
         )
         samples["import_engine"].append(python_inner_time(supervisor, ENGINE_IMPORTS))
         samples["import_backends"].append(
-            python_inner_time(supervisor, timed_import("import pytest_chaos.backends"))
+            python_inner_time(supervisor, timed_import("import pytest_chaos.backends.server"))
         )
         engine = EngineProcess(seed=rep + 1)
         supervisor.engines.append(engine)
@@ -735,7 +735,7 @@ def bench_startup(
         Row(section_0, "import engine (+uvloop)", samples["import_engine"]),
         Row(
             section_0,
-            "import pytest_chaos.backends",
+            "import pytest_chaos.backends.server",
             samples["import_backends"],
             note="httpx; the plugin pays it before launching",
         ),
@@ -964,7 +964,7 @@ def benchmark(args: argparse.Namespace, supervisor: EngineSupervisor, workdir: P
         f"machine: nproc={machine['nproc']}, {machine['cpu_model']}, {machine['python']};"
         f" load {machine['loadavg_1m']:.2f}"
     )
-    from pytest_chaos.backends import BackendError, EngineProcess
+    from pytest_chaos.backends.server import BackendError, EngineProcess
 
     echo = EchoServer()
     rows: list[Row] = []
@@ -1045,7 +1045,7 @@ def main(argv: Sequence[str]) -> int:
     return harness.run_supervised(
         EngineSupervisor,
         lambda supervisor, workdir: benchmark(args, supervisor, workdir),
-        needs="pytest_chaos.backends",
+        needs="pytest_chaos.backends.server",
         tmp_prefix="chaos-overhead-",
     )
 

@@ -22,9 +22,9 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Chaos": "pytest_chaos.chaos",
     "ChaosAssertionError": "pytest_chaos.assertions",
-    "ProxyInfo": "pytest_chaos.client",
-    "ToxiproxyClient": "pytest_chaos.client",
-    "ToxiproxyServer": "pytest_chaos.backends",
+    "ProxyInfo": "pytest_chaos.backends.client",
+    "ToxiproxyClient": "pytest_chaos.backends.client",
+    "ToxiproxyServer": "pytest_chaos.backends.server",
 }
 
 __all__ = ["__version__", *_EXPORTS]

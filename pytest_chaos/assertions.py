@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+from pytest_chaos.events import Accepted
 from pytest_chaos.policies import Exponential, Fixed, Policy
 from pytest_chaos.recorders import BreakerRecorder, RetryRecorder, normalise_state
 from pytest_chaos.wire import WireConnection, busiest_second, connections, traffic_during
@@ -47,9 +48,20 @@ class TimeoutOutcome:
     error: BaseException
 
 
+# SQLSTATE query_canceled: what PostgreSQL answers when statement_timeout (or lock_timeout)
+# expires; psycopg raises it as QueryCanceled, psycopg2 as QueryCanceledError.
+QUERY_CANCELED = "57014"
+
+
 def _is_timeout(error: BaseException) -> bool:
-    # Libraries raise their own classes (redis.TimeoutError, httpx.ReadTimeout,
-    # psycopg's QueryCanceled, ...); they all carry "Timeout" somewhere in their lineage.
+    # Libraries raise their own classes (redis.TimeoutError, httpx.ReadTimeout, psycopg's
+    # ConnectionTimeout, ...); most carry "Timeout" somewhere in their lineage. A server-side
+    # statement timeout arrives as a cancelled query instead.
+    if (
+        getattr(error, "sqlstate", None) == QUERY_CANCELED
+        or getattr(error, "pgcode", None) == QUERY_CANCELED
+    ):
+        return True
     return isinstance(error, TimeoutError) or any(
         "timeout" in cls.__name__.lower() or "timedout" in cls.__name__.lower()
         for cls in type(error).__mro__
@@ -355,12 +367,11 @@ def assert_no_traffic(
         for event in traffic_during(events, proxy, start, end):
             what = (
                 "connection accepted"
-                if event["kind"] == "accepted"
-                else (f"{event['bytes']} bytes {event['direction']}")
+                if isinstance(event, Accepted)
+                else f"{event.bytes} bytes {event.direction}"
             )
             bullets.append(
-                f"{what} at {event['time'] - start:+.2f}s into the window"
-                f" ({proxy}#{event['connection']})"
+                f"{what} at {max(event.time, start) - start:+.2f}s into the window ({event.label})"
             )
     if bullets:
         raise _fail(

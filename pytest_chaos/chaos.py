@@ -1,18 +1,21 @@
 """The `chaos` fixture's object: proxies by name, faults as context managers, events, timeline.
 
-Everything a test changes through it is reverted when the test ends, passed or failed.
+Everything a test changes through it is reverted when the test ends, passed or failed. Its
+fault methods (`chaos.latency(...)`, ...) are derived from the fault classes in `faults.py`,
+so they take exactly the markers' arguments.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, overload
 
-from pytest_chaos.backends import ToxiproxyServer
-from pytest_chaos.client import FeatureUnavailable, ProxyInfo, ToxiproxyError
+from pytest_chaos.apply import AppliedFault, ToxicNames, applier_for, known
+from pytest_chaos.backends.client import FeatureUnavailable, ProxyInfo, ToxiproxyError
+from pytest_chaos.backends.server import ToxiproxyServer
+from pytest_chaos.events import Event, for_proxy, parse_events
 from pytest_chaos.faults import (
-    AppliedFault,
     Bandwidth,
     Down,
     Fault,
@@ -24,38 +27,98 @@ from pytest_chaos.faults import (
     Slicer,
     SlowClose,
     Stall,
-    apply_fault,
-    apply_process_fault,
+    Stream,
+    build_fault,
+    python_signature,
 )
-from pytest_chaos.timeline import Timeline
+from pytest_chaos.report.timeline import Timeline
 
 if TYPE_CHECKING:
     from pytest_chaos.services.fixtures import RunningService, ServiceRegistry
 
+P = ParamSpec("P")
+# A sequence number past any event: the answer is empty but says where the log is now.
 AFTER_EVERYTHING = 2**62
+
+
+class FaultMethod(Generic[P]):
+    """`chaos.<kind>(...)`: the fault class's own signature, returning a `FaultContext`.
+
+    Bad arguments raise FaultError from the caller's line, never from inside the plugin."""
+
+    def __init__(self, fault_type: Callable[P, Fault]) -> None:
+        self.fault_type: type[Fault] = fault_type  # type: ignore[assignment]
+
+    @overload
+    def __get__(self, chaos: None, owner: type[Chaos]) -> FaultMethod[P]: ...
+    @overload
+    def __get__(self, chaos: Chaos, owner: type[Chaos]) -> Callable[P, FaultContext]: ...
+    def __get__(
+        self, chaos: Chaos | None, owner: type[Chaos]
+    ) -> FaultMethod[P] | Callable[P, FaultContext]:
+        if chaos is None:
+            return self
+        fault_type = self.fault_type
+
+        def method(*args: P.args, **kwargs: P.kwargs) -> FaultContext:
+            __tracebackhide__ = True
+            problem: str | None = None
+            try:
+                fault = build_fault(fault_type, args, kwargs)
+            except FaultError as error:
+                problem = str(error)
+            if problem is not None:
+                raise FaultError(problem)
+            return chaos.fault(fault)
+
+        method.__name__ = fault_type.kind
+        method.__doc__ = fault_type.__doc__
+        method.__signature__ = python_signature(fault_type)  # type: ignore[attr-defined]
+        return method
 
 
 class Chaos:
     """Fault injection for one test (the `chaos` fixture)."""
+
+    latency = FaultMethod(Latency)
+    bandwidth = FaultMethod(Bandwidth)
+    stall = FaultMethod(Stall)
+    reset_peer = FaultMethod(ResetPeer)
+    slow_close = FaultMethod(SlowClose)
+    slicer = FaultMethod(Slicer)
+    limit_data = FaultMethod(LimitData)
+    dependency_down = FaultMethod(Down)
 
     def __init__(
         self,
         server: ToxiproxyServer,
         seed: int,
         services: Callable[[], ServiceRegistry | None] | None = None,
+        *,
+        test_seed: int | None = None,
+        replay: str | None = None,
     ) -> None:
         self.server = server
         self.client = server.client
+        self.seed = seed
+        self.test_seed = seed if test_seed is None else test_seed
         self._services = services
-        self.started_at = time.monotonic()
-        self._timeline = Timeline(self.started_at, seed)
         self._applied: list[AppliedFault] = []
         self._events_since = 0
         self._has_events = self.client.engine() is not None
+        server.toxic_names.begin_test()
         if self._has_events:
+            # Draws from here on depend on this test's seed, not on the tests before it.
+            self.client.set_seed(self.test_seed)
             # Start from now without reading the history: ask for events past any sequence
             # number; the answer is empty but carries the current last sequence number.
             _, self._events_since = self.client.events(since=AFTER_EVERYTHING)
+        self.started_at = time.monotonic()
+        self._timeline = Timeline(self.started_at, seed, replay=replay)
+
+    @property
+    def toxic_names(self) -> ToxicNames:
+        return self.server.toxic_names
 
     # -- proxies
     def proxy(
@@ -65,16 +128,20 @@ class Chaos:
         (default: a free loopback port; a Toxiproxy in a container needs e.g. "0.0.0.0:26379").
 
         Proxies live for the whole session, so clients made in other fixtures keep working;
-        with `upstream`, an existing proxy is pointed at it.
+        with `upstream` (`host:port`), an existing proxy is pointed at it.
         """
         __tracebackhide__ = True
+        problem = None if upstream is None else _address_problem("upstream", upstream)
+        problem = problem or _address_problem("listen", listen)
+        if problem is not None:
+            raise FaultError(f"chaos.proxy({name!r}): {problem}")
         proxies = self.client.proxies()
         existing = proxies.get(name)
         if existing is None:
             if upstream is None:
                 raise FaultError(
                     f"no proxy named {name!r}; pass upstream='host:port' to create it"
-                    f" (known proxies: {_known(proxies)})"
+                    f" (known proxies: {known(proxies)})"
                 )
             return self.server.create_proxy(name, upstream, listen=listen)
         if upstream is not None:
@@ -86,40 +153,55 @@ class Chaos:
         """Raise FaultError, naming the known proxies (or services, for a process fault), if
         `fault`'s target is not one."""
         __tracebackhide__ = True
-        if isinstance(fault, Down) and fault.acts_on_process:
-            self._service_for(fault)
-            return
-        proxies = self.client.proxies() if proxies is None else proxies
-        if fault.target not in proxies:
-            raise FaultError(
-                f"{fault.name}: target {fault.target!r} names no known proxy; known proxies:"
-                f" {_known(proxies)} (declare them with chaos_proxies in the ini file, or"
-                " chaos.proxy(name, upstream=...))"
-            )
+        applier_for(fault).check_target(fault, self, proxies)
 
     def inject(self, fault: Fault) -> AppliedFault:
         """Apply `fault` until `revert()` is called on the result, or the test ends."""
         __tracebackhide__ = True
         self.check_target(fault)
-        if isinstance(fault, Down) and fault.acts_on_process:
-            return self._record(self._apply_process_fault(fault))
         problem: str | None = None
         try:
-            applied = apply_fault(fault, self.client, self.server.toxic_names)
+            applied = applier_for(fault).apply(fault, self)
         except ToxiproxyError as error:
             # A request the server turned down (an unknown toxic type, an attribute out of
             # range) is the test's mistake: say so without the client's traceback.
             if not 400 <= error.status < 500:
                 raise
-            problem = f"{fault.name}: the server refused {fault}: {error.message}"
+            problem = f"{fault.kind}: the server refused {fault}: {error.message}"
+        except _service_error() as error:
+            action = getattr(fault, "mode", "apply")
+            problem = f"{fault.kind}: cannot {action} {fault.target!r}: {error.cause}"  # type: ignore[attr-defined]
         if problem is not None:
             raise FaultError(problem)
-        return self._record(applied)
-
-    def _record(self, applied: AppliedFault) -> AppliedFault:
         self._applied.append(applied)
         self._timeline.faults.append(applied)
         return applied
+
+    def fault(self, fault: Fault) -> FaultContext:
+        """Apply `fault` for the body of a `with` block."""
+        return FaultContext(self, fault)
+
+    def toxic(
+        self,
+        target: str,
+        type: str,
+        *,
+        stream: Stream = "downstream",
+        toxicity: float = 1.0,
+        **attributes: int,
+    ) -> FaultContext:
+        """Any Toxiproxy toxic by type name, with raw integer attributes."""
+        __tracebackhide__ = True
+        problem: str | None = None
+        try:
+            fault = build_fault(
+                RawToxic, (target, type), {"stream": stream, "toxicity": toxicity, **attributes}
+            )
+        except FaultError as error:
+            problem = str(error)
+        if problem is not None:
+            raise FaultError(problem)
+        return self.fault(fault)
 
     # -- services
     @property
@@ -130,26 +212,23 @@ class Chaos:
     def service(self, name: str) -> RunningService:
         """The running service called `name` (declared with service_fixture in conftest.py)."""
         __tracebackhide__ = True
-        from pytest_chaos.services import ServiceError
-
         problem: str | None = None
         try:
             return self._lookup(name)
-        except ServiceError as error:
+        except _service_error() as error:
             problem = str(error)
         raise FaultError(problem)
 
-    def _service_for(self, fault: Down) -> RunningService:
+    def service_for(self, fault: Down) -> RunningService:
+        """The service a process fault acts on (FaultError saying why there is none)."""
         __tracebackhide__ = True
-        from pytest_chaos.services import ServiceError
-
         problem: str | None = None
         try:
             return self._lookup(fault.target)
-        except ServiceError as error:
+        except _service_error() as error:
             problem = (
-                f"{fault.name}: mode {fault.mode!r} acts on a service started by pytest-chaos,"
-                f" and {fault.target!r} {error.cause}"
+                f"{fault.kind}: mode {fault.mode!r} acts on a service started by pytest-chaos,"
+                f" and {fault.target!r} {error.cause}"  # type: ignore[attr-defined]
             )
         raise FaultError(problem)
 
@@ -160,146 +239,37 @@ class Chaos:
         # With no service declared there is no registry yet: an empty one says the same.
         return (self.services or ServiceRegistry()).get(name)
 
-    def _apply_process_fault(self, fault: Down) -> AppliedFault:
-        __tracebackhide__ = True
-        from pytest_chaos.services import ServiceError
-
-        service = self._service_for(fault)
-        problem: str | None = None
-        try:
-            return apply_process_fault(fault, service)
-        except ServiceError as error:
-            problem = f"{fault.name}: cannot {fault.mode} {fault.target!r}: {error.cause}"
-        raise FaultError(problem)
-
     def kill(self, target: str) -> ProcessFault:
         """SIGKILL the service now (docker kill for a container). It is started again (same
         port, same data) at the end of a `with` block, on `.revert()`, or when the test ends."""
         __tracebackhide__ = True
-        return ProcessFault(self.inject(Down(target=target, mode="kill")))
+        return ProcessFault(self.inject(Down(target, mode="kill")))
 
     def terminate(self, target: str) -> ProcessFault:
         """SIGTERM the service now and wait until it has exited; started again like kill()."""
         __tracebackhide__ = True
-        return ProcessFault(self.inject(Down(target=target, mode="terminate")))
+        return ProcessFault(self.inject(Down(target, mode="terminate")))
 
     def stop(self, target: str) -> ProcessFault:
         """Stop the service gracefully now; started again like kill()."""
         __tracebackhide__ = True
-        return ProcessFault(self.inject(Down(target=target, mode="stop")))
+        return ProcessFault(self.inject(Down(target, mode="stop")))
 
     def pause(self, target: str) -> ProcessFault:
         """Freeze the service now (SIGSTOP, docker pause): its connections stay open and
         nothing answers. Resumed at the end of a `with` block, on `.revert()`, or at test end."""
         __tracebackhide__ = True
-        return ProcessFault(self.inject(Down(target=target, mode="pause")))
+        return ProcessFault(self.inject(Down(target, mode="pause")))
 
     def restart(self, target: str) -> None:
         """Stop the service gracefully and start it again now (same port, same data), waiting
         until it is ready; its proxy keeps pointing at it. The timeline shows it as a `stop`
         applied and reverted."""
         __tracebackhide__ = True
-        self.inject(Down(target=target, mode="stop")).revert()
-
-    def fault(self, fault: Fault) -> FaultContext:
-        """Apply `fault` for the body of a `with` block."""
-        return FaultContext(self, fault)
-
-    def latency(
-        self,
-        target: str,
-        ms: int,
-        *,
-        jitter: int = 0,
-        stream: str = "downstream",
-        toxicity: float = 1.0,
-    ) -> FaultContext:
-        """Delay data by `ms` milliseconds +/- `jitter` ms."""
-        return self.fault(
-            Latency(target=target, ms=ms, jitter=jitter, stream=stream, toxicity=toxicity)
-        )
-
-    def bandwidth(
-        self, target: str, rate: int, *, stream: str = "downstream", toxicity: float = 1.0
-    ) -> FaultContext:
-        """Limit throughput to `rate` KB/s (1 KB = 1000 bytes); 0 stops data."""
-        return self.fault(Bandwidth(target=target, rate=rate, stream=stream, toxicity=toxicity))
-
-    def stall(
-        self, target: str, *, timeout: int = 0, stream: str = "downstream", toxicity: float = 1.0
-    ) -> FaultContext:
-        """Swallow data; close after `timeout` ms without data (0: never)."""
-        return self.fault(Stall(target=target, timeout=timeout, stream=stream, toxicity=toxicity))
-
-    def reset_peer(
-        self, target: str, *, timeout: int = 0, stream: str = "downstream", toxicity: float = 1.0
-    ) -> FaultContext:
-        """Reset connections (TCP RST) `timeout` ms after their first data."""
-        return self.fault(
-            ResetPeer(target=target, timeout=timeout, stream=stream, toxicity=toxicity)
-        )
-
-    def slow_close(
-        self, target: str, delay: int, *, stream: str = "downstream", toxicity: float = 1.0
-    ) -> FaultContext:
-        """Hold each close back by `delay` ms."""
-        return self.fault(SlowClose(target=target, delay=delay, stream=stream, toxicity=toxicity))
-
-    def slicer(
-        self,
-        target: str,
-        average_size: int,
-        *,
-        size_variation: int = 0,
-        delay: int = 0,
-        stream: str = "downstream",
-        toxicity: float = 1.0,
-    ) -> FaultContext:
-        """Cut data into writes of `average_size` +/- `size_variation` bytes, `delay` us apart."""
-        return self.fault(
-            Slicer(
-                target=target,
-                average_size=average_size,
-                size_variation=size_variation,
-                delay=delay,
-                stream=stream,
-                toxicity=toxicity,
-            )
-        )
-
-    def limit_data(
-        self, target: str, bytes: int, *, stream: str = "downstream", toxicity: float = 1.0
-    ) -> FaultContext:
-        """Close connections after `bytes` bytes in the stream."""
-        return self.fault(LimitData(target=target, bytes=bytes, stream=stream, toxicity=toxicity))
-
-    def dependency_down(self, target: str, *, mode: str = "refuse") -> FaultContext:
-        """Make the dependency unreachable: through its proxy (`refuse`, `blackhole`,
-        `reset`), or, for a service the plugin started, `kill`, `terminate`, `stop`, `pause`."""
-        return self.fault(Down(target=target, mode=mode))
-
-    def toxic(
-        self,
-        target: str,
-        type: str,
-        *,
-        stream: str = "downstream",
-        toxicity: float = 1.0,
-        **attributes: int,
-    ) -> FaultContext:
-        """Any Toxiproxy toxic by type name, with raw attributes."""
-        return self.fault(
-            RawToxic(
-                target=target,
-                type=type,
-                stream=stream,
-                toxicity=toxicity,
-                toxic_attributes=attributes,
-            )
-        )
+        self.inject(Down(target, mode="stop")).revert()
 
     # -- what happened
-    def events(self, proxy: str | None = None) -> list[dict[str, Any]]:
+    def events(self, proxy: str | None = None) -> list[Event]:
         """What the engine saw since this test started, optionally for one proxy."""
         if not self._has_events:
             raise FeatureUnavailable(
@@ -307,7 +277,7 @@ class Chaos:
                 f" at {self.server.url} is a plain Toxiproxy"
             )
         self._collect_events()
-        return [e for e in self._timeline.events if proxy is None or e.get("proxy") == proxy]
+        return for_proxy(self._timeline.events, proxy)
 
     def timeline(self) -> Timeline:
         """Faults applied and reverted, and what the engine saw, relative to the test start."""
@@ -326,7 +296,7 @@ class Chaos:
 
     def _collect_events(self) -> None:
         new, self._events_since = self.client.events(since=self._events_since)
-        self._timeline.events.extend(new)
+        self._timeline.events.extend(parse_events(new))
 
     def revert_all(self) -> None:
         """Undo every fault still applied, newest first (run when the test ends)."""
@@ -341,6 +311,7 @@ class Chaos:
 
     @property
     def applied(self) -> list[AppliedFault]:
+        """Every fault this test applied, reverted or not, oldest first."""
         return list(self._timeline.faults)
 
 
@@ -385,5 +356,32 @@ class ProcessFault:
         self.applied.revert()
 
 
-def _known(proxies: dict[str, ProxyInfo]) -> str:
-    return ", ".join(sorted(proxies)) or "none"
+def _service_error() -> type[Exception]:
+    """The services' error class, without importing them in runs that declare none."""
+    import sys
+
+    module = sys.modules.get("pytest_chaos.services.base")
+    return module.ServiceError if module is not None else _NoServiceError
+
+
+class _NoServiceError(Exception):
+    """Never raised: stands for ServiceError while the services are not loaded."""
+
+
+def _address_problem(what: str, address: Any) -> str | None:
+    """Why `address` is not a usable `host:port`, or None."""
+    if not isinstance(address, str):
+        return f"{what} must be 'host:port', got {address!r}"
+    host, sep, port = address.rpartition(":")
+    if not sep or (not host and what == "upstream"):
+        return f"{what} must be 'host:port' (e.g. '127.0.0.1:6379'), got {address!r}: no port"
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        return f"{what} must be 'host:port' with a port from 0 to 65535, got {address!r}"
+    if what == "upstream" and int(port) == 0:
+        return f"upstream port must be from 1 to 65535, got {address!r}"
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        return (
+            f"{what} must be 'host:port'; an IPv6 host goes in brackets ('[::1]:6379'),"
+            f" got {address!r}"
+        )
+    return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,8 +31,44 @@ class ChaosConfig:
     images: dict[str, str] = field(default_factory=dict)
     external: dict[str, str] = field(default_factory=dict)
 
+    def header(self) -> str:
+        """The report header's line: `chaos: backend=embedded seed=1234`."""
+        where = ""
+        if self.backend == "toxiproxy":
+            where = f" url={self.toxiproxy_url}"
+        elif self.backend == "container":
+            where = f" image={self.toxiproxy_image} network={self.toxiproxy_network}"
+        return f"chaos: backend={self.backend}{where} seed={self.seed}"
 
-def add_options(parser: pytest.Parser) -> None:
+
+# Other pytest plugins known to register `--chaos-seed` themselves (ordeal, a Hypothesis chaos
+# library). Two plugins adding one option crash pytest at start, so when one of them is loaded
+# we read its option (same dest, `chaos_seed`) instead of adding ours.
+SEED_OPTION_CLAIMANTS = ("ordeal",)
+
+
+def seed_option_claimed(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> bool:
+    """Another plugin registers `--chaos-seed`: already (any plugin), or later (a known one
+    that is installed and not disabled with `-p no:NAME`)."""
+    taken = any(
+        "--chaos-seed" in option.names()
+        for group in parser._groups  # no public API lists the options of other groups
+        for option in group.options
+    )
+    if taken:
+        return True
+    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        return False  # only plugins given with -p load, and those have registered already
+    from importlib.util import find_spec
+
+    # A look for the package, not a scan of every installed distribution's entry points.
+    return any(
+        not pluginmanager.is_blocked(name) and find_spec(name) is not None
+        for name in SEED_OPTION_CLAIMANTS
+    )
+
+
+def add_options(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
     group = parser.getgroup("chaos", "chaos and resilience testing (pytest-chaos)")
     group.addoption(
         "--chaos-backend",
@@ -46,12 +83,13 @@ def add_options(parser: pytest.Parser) -> None:
         help="API URL of a running Toxiproxy or `pytest-chaos serve`, e.g. "
         "http://127.0.0.1:8474 (for --chaos-backend toxiproxy). Ini: chaos_toxiproxy_url.",
     )
-    group.addoption(
-        "--chaos-seed",
-        default=None,
-        help="seed for jitter, toxicity rolls and slicing; default: random, shown in the "
-        "header so a run can be repeated. Ini: chaos_seed.",
-    )
+    if not seed_option_claimed(parser, pluginmanager):
+        group.addoption(
+            "--chaos-seed",
+            default=None,
+            help="seed for jitter, toxicity rolls and slicing; default: random, shown in the "
+            "header so a run can be repeated. Ini: chaos_seed.",
+        )
     group.addoption(
         "--chaos-report",
         default=None,
@@ -109,7 +147,7 @@ def add_options(parser: pytest.Parser) -> None:
 
 
 def _setting(config: pytest.Config, option: str, ini: str) -> str:
-    value = config.getoption(option)
+    value = config.getoption(option, default=None)
     if value is None or value == "":
         value = config.getini(ini)
     return str(value).strip() if value is not None else ""

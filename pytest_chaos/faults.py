@@ -1,28 +1,38 @@
-"""Faults: one vocabulary of frozen value objects, and the one function that applies them.
+"""Faults: one vocabulary of frozen value objects, and the one source of their signatures.
 
-Markers, the `chaos` fixture's methods and (later) Hypothesis strategies all build these
-objects; `apply_fault` turns one into toxics or proxy changes and returns a handle whose
-`revert()` undoes exactly what was done, even when applying stopped halfway.
+Each fault class *is* its signature: the dataclass fields, in order, are the marker's and the
+`chaos` method's arguments (`Latency("redis", 200, jitter=20)` ==
+`@pytest.mark.latency("redis", 200, jitter=20)` == `chaos.latency("redis", 200, jitter=20)`).
+Positional fields are required, keyword-only ones have defaults; a field's `metadata` carries
+its unit and bounds, a `Literal` annotation its allowed values. `markers.py` and `chaos.py`
+derive everything from here, and `build_fault` checks the arguments with the messages users
+see. Applying a fault is `apply.py`'s job.
 """
 
 from __future__ import annotations
 
-import sys
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import MISSING, dataclass, field, fields
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+import dataclasses
+import inspect
+import math
+import typing
+from collections.abc import Mapping
+from dataclasses import KW_ONLY, dataclass, field, fields
+from typing import Any, ClassVar, Literal, TypeVar
 
-if TYPE_CHECKING:
-    from pytest_chaos.client import ToxiproxyClient
-
-STREAMS = ("downstream", "upstream", "both")
-NETWORK_DOWN_MODES = ("refuse", "blackhole", "reset")
+Stream = Literal["downstream", "upstream", "both"]
+NetworkDownMode = Literal["refuse", "blackhole", "reset"]
 # Modes that act on the service's process (or container) rather than on its proxy; each is
 # undone by bringing the service back to serving (start, or resume after pause).
-PROCESS_DOWN_MODES = ("kill", "terminate", "stop", "pause")
-DOWN_MODES = NETWORK_DOWN_MODES + PROCESS_DOWN_MODES
+ProcessDownMode = Literal["kill", "terminate", "stop", "pause"]
+DownMode = Literal[NetworkDownMode, ProcessDownMode]
+
+STREAMS: tuple[str, ...] = typing.get_args(Stream)
+NETWORK_DOWN_MODES: tuple[str, ...] = typing.get_args(NetworkDownMode)
+PROCESS_DOWN_MODES: tuple[str, ...] = typing.get_args(ProcessDownMode)
+DOWN_MODES: tuple[str, ...] = NETWORK_DOWN_MODES + PROCESS_DOWN_MODES
 MS_PER_DAY = 86_400_000
+# Options every fault on a proxy inherits; shown after the fault's own ones.
+COMMON_OPTIONS = ("stream", "toxicity")
 
 
 class FaultError(ValueError):
@@ -31,182 +41,240 @@ class FaultError(ValueError):
 
 @dataclass(frozen=True)
 class Bound:
-    """How one numeric option of a fault is checked, and its unit for messages."""
+    """How one numeric option of a fault is checked, and its unit for messages and help."""
 
     unit: str
     minimum: float = 0
     maximum: float = MS_PER_DAY
     whole: bool = True
 
+    def allowed(self) -> str:
+        span = f"from {_number(self.minimum)} to {_number(self.maximum)}"
+        if self.unit == "probability":
+            return f"a probability {span}"
+        kind = "a whole number" if self.whole else "a number"
+        return f"{kind} of {self.unit} {span}"
+
+    def check(self, fault: str, option: str, value: object) -> None:
+        valid_type = isinstance(value, int) if self.whole else isinstance(value, int | float)
+        if (
+            isinstance(value, bool)
+            or not valid_type
+            or not math.isfinite(value)  # type: ignore[arg-type]
+            or not self.minimum <= value <= self.maximum  # type: ignore[operator]
+        ):
+            raise FaultError(f"{fault}: {option} must be {self.allowed()}, got {value!r}")
+
+
+def bound(
+    unit: str, *, minimum: float = 0, maximum: float = MS_PER_DAY, whole: bool = True
+) -> dict[str, Bound]:
+    """A field's metadata: `ms: int = field(metadata=bound("milliseconds"))`."""
+    return {"bound": Bound(unit, minimum, maximum, whole)}
+
+
+PROBABILITY = bound("probability", maximum=1, whole=False)
+
 
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-def _check_number(fault: str, option: str, value: object, bound: Bound) -> None:
-    span = f"from {_number(bound.minimum)} to {_number(bound.maximum)}"
-    if bound.unit == "probability":
-        allowed = f"a probability {span}"
-    else:
-        kind = "a whole number" if bound.whole else "a number"
-        allowed = f"{kind} of {bound.unit} {span}"
-    valid_type = isinstance(value, int) if bound.whole else isinstance(value, int | float)
-    if isinstance(value, bool) or not valid_type:
-        raise FaultError(f"{fault}: {option} must be {allowed}, got {value!r}")
-    assert isinstance(value, int | float)
-    if not bound.minimum <= value <= bound.maximum:
-        raise FaultError(f"{fault}: {option} must be {allowed}, got {value!r}")
-
-
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class Fault:
-    """Something wrong with a dependency, reached through the proxy named `target`."""
+    """Something wrong with a dependency, reached through the proxy (or service) `target`.
+
+    Subclasses set `kind` (the marker's and the `chaos` method's name) and `help` (one line,
+    with units, for `pytest --markers`)."""
 
     target: str
-    name: ClassVar[str] = "fault"
-    bounds: ClassVar[Mapping[str, Bound]] = {}
+    kind: ClassVar[str] = ""
+    help: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.target, str) or not self.target:
-            raise FaultError(f"{self.name}: target must be a proxy name, got {self.target!r}")
-        for option, bound in self.bounds.items():
-            _check_number(self.name, option, getattr(self, option), bound)
+            raise FaultError(
+                f"{self.kind}: target must be a proxy or service name, got {self.target!r}"
+            )
+        for f in fields(self):
+            value = getattr(self, f.name)
+            rule = f.metadata.get("bound")
+            if rule is not None:
+                rule.check(self.kind, f.name, value)
+            choices = literal_choices(type(self), f.name)
+            if choices and value not in choices:
+                raise FaultError(
+                    f"{self.kind}: {f.name} must be one of {', '.join(choices)}, got {value!r}"
+                )
 
     def options(self) -> dict[str, Any]:
+        """Every option but the target, by name."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "target"}
 
     def __str__(self) -> str:
         # The fault's own options first, inherited ones (stream, toxicity) last; options left
         # at their defaults are not shown.
-        own = sorted((f for f in fields(self) if f.name != "target"), key=_declared_late_first)
-        shown = [f"{f.name}={getattr(self, f.name)!r}" for f in own if not _is_default(self, f)]
-        return f"{self.name}({', '.join([repr(self.target), *shown])})"
+        shown = [
+            f"{f.name}={getattr(self, f.name)!r}"
+            for f in ordered_fields(type(self))
+            if not _is_default(self, f)
+        ]
+        return f"{self.kind}({', '.join([repr(self.target), *shown])})"
 
 
-def _is_default(fault: Fault, f: Any) -> bool:
-    if f.default is not MISSING:
+def _is_default(fault: Fault, f: dataclasses.Field[Any]) -> bool:
+    if f.default is not dataclasses.MISSING:
         return bool(getattr(fault, f.name) == f.default)
-    if f.default_factory is not MISSING:
+    if f.default_factory is not dataclasses.MISSING:
         return bool(getattr(fault, f.name) == f.default_factory())
     return False
 
 
-def _declared_late_first(f: Any) -> int:
-    return 1 if f.name in ("stream", "toxicity") else 0
+_ORDERED: dict[type, tuple[dataclasses.Field[Any], ...]] = {}
+_CHOICES: dict[tuple[type, str], tuple[str, ...]] = {}
 
 
-@dataclass(frozen=True, kw_only=True)
+def ordered_fields(cls: type[Fault]) -> tuple[dataclasses.Field[Any], ...]:
+    """The options of `cls` as users write them: required ones in order, then the fault's own
+    keyword options, then the common ones (stream, toxicity)."""
+    found = _ORDERED.get(cls)
+    if found is None:
+        own = [f for f in fields(cls) if f.name != "target"]
+        required = [f for f in own if not f.kw_only]
+        keywords = [f for f in own if f.kw_only and f.name not in COMMON_OPTIONS]
+        common = [f for f in own if f.kw_only and f.name in COMMON_OPTIONS]
+        found = _ORDERED[cls] = (*required, *keywords, *common)
+    return found
+
+
+def literal_choices(cls: type[Fault], name: str) -> tuple[str, ...]:
+    """The values a `Literal`-annotated field allows (empty for other fields)."""
+    found = _CHOICES.get((cls, name))
+    if found is None:
+        hint = typing.get_type_hints(cls).get(name)
+        literal = typing.get_origin(hint) is Literal
+        found = _CHOICES[(cls, name)] = tuple(_flatten_literal(hint)) if literal else ()
+    return found
+
+
+def _flatten_literal(hint: Any) -> list[str]:
+    values: list[str] = []
+    for arg in typing.get_args(hint):
+        values += _flatten_literal(arg) if typing.get_origin(arg) is Literal else [arg]
+    return values
+
+
+# ------------------------------------------------------------------------- faults on a proxy
+@dataclass(frozen=True)
 class ToxicFault(Fault):
     """A fault made of one Toxiproxy toxic per stream."""
 
-    stream: str = "downstream"
-    toxicity: float = 1.0
+    _: KW_ONLY
+    stream: Stream = "downstream"
+    toxicity: float = field(default=1.0, metadata=PROBABILITY)
     toxic_type: ClassVar[str]
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.stream not in STREAMS:
-            raise FaultError(
-                f"{self.name}: stream must be one of {', '.join(STREAMS)}, got {self.stream!r}"
-            )
-        _check_number(self.name, "toxicity", self.toxicity, Bound("probability", 0, 1, False))
 
     def streams(self) -> tuple[str, ...]:
         return ("upstream", "downstream") if self.stream == "both" else (self.stream,)
 
     def attributes(self) -> dict[str, int]:
+        """The toxic's attributes, by their Toxiproxy names."""
         return {}
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class Latency(ToxicFault):
     """Delay each chunk by `ms` milliseconds, +/- `jitter` ms."""
 
-    ms: int
-    jitter: int = 0
-    name = "latency"
+    ms: int = field(metadata=bound("milliseconds"))
+    _: KW_ONLY
+    jitter: int = field(default=0, metadata=bound("milliseconds"))
+    kind = "latency"
+    help = "delay data through the proxy by ms milliseconds, +/- jitter ms."
     toxic_type = "latency"
-    bounds: ClassVar[Mapping[str, Bound]] = {
-        "ms": Bound("milliseconds"),
-        "jitter": Bound("milliseconds"),
-    }
 
     def attributes(self) -> dict[str, int]:
         return {"latency": self.ms, "jitter": self.jitter}
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class Bandwidth(ToxicFault):
     """Limit throughput to `rate` KB/s (1 KB = 1000 bytes); 0 stops data entirely."""
 
-    rate: int
-    name = "bandwidth"
+    rate: int = field(metadata=bound("KB/s", maximum=10**9))
+    kind = "bandwidth"
+    help = "limit throughput to rate KB/s (1 KB = 1000 bytes); 0 stops data."
     toxic_type = "bandwidth"
-    bounds: ClassVar[Mapping[str, Bound]] = {"rate": Bound("KB/s", maximum=10**9)}
 
     def attributes(self) -> dict[str, int]:
         return {"rate": self.rate}
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class Stall(ToxicFault):
     """Swallow all data; close after `timeout` ms without data (0: never close)."""
 
-    timeout: int = 0
-    name = "stall"
+    _: KW_ONLY
+    timeout: int = field(default=0, metadata=bound("milliseconds"))
+    kind = "stall"
+    help = (
+        "swallow all data; close after timeout ms without data (0: never). "
+        "Toxiproxy's timeout toxic."
+    )
     toxic_type = "timeout"
-    bounds: ClassVar[Mapping[str, Bound]] = {"timeout": Bound("milliseconds")}
 
     def attributes(self) -> dict[str, int]:
         return {"timeout": self.timeout}
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class ResetPeer(ToxicFault):
     """Reset the connection (TCP RST) `timeout` ms after the first data."""
 
-    timeout: int = 0
-    name = "reset_peer"
+    _: KW_ONLY
+    timeout: int = field(default=0, metadata=bound("milliseconds"))
+    kind = "reset_peer"
+    help = "reset connections (TCP RST) timeout ms after their first data."
     toxic_type = "reset_peer"
-    bounds: ClassVar[Mapping[str, Bound]] = {"timeout": Bound("milliseconds")}
 
     def attributes(self) -> dict[str, int]:
         return {"timeout": self.timeout}
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class SlowClose(ToxicFault):
     """Hold the close (FIN) back by `delay` ms."""
 
-    delay: int
-    name = "slow_close"
+    delay: int = field(metadata=bound("milliseconds"))
+    kind = "slow_close"
+    help = "hold each connection's close back by delay ms."
     toxic_type = "slow_close"
-    bounds: ClassVar[Mapping[str, Bound]] = {"delay": Bound("milliseconds")}
 
     def attributes(self) -> dict[str, int]:
         return {"delay": self.delay}
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class Slicer(ToxicFault):
     """Cut data into writes of `average_size` +/- `size_variation` bytes, `delay` us apart."""
 
-    average_size: int
-    size_variation: int = 0
-    delay: int = 0
-    name = "slicer"
+    average_size: int = field(metadata=bound("bytes", minimum=1, maximum=2**31))
+    _: KW_ONLY
+    size_variation: int = field(default=0, metadata=bound("bytes", maximum=2**31))
+    delay: int = field(default=0, metadata=bound("microseconds", maximum=MS_PER_DAY * 1000))
+    kind = "slicer"
+    help = (
+        "cut data into writes of average_size +/- size_variation bytes, delay MICROseconds apart."
+    )
     toxic_type = "slicer"
-    bounds: ClassVar[Mapping[str, Bound]] = {
-        "average_size": Bound("bytes", minimum=1, maximum=2**31),
-        "size_variation": Bound("bytes", maximum=2**31),
-        "delay": Bound("microseconds", maximum=MS_PER_DAY * 1000),
-    }
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.size_variation >= self.average_size:
+        # As upstream: a variation as large as the average is fine (slices of 1 byte and up);
+        # a larger one is not.
+        if self.size_variation > self.average_size:
             raise FaultError(
-                f"slicer: size_variation must be smaller than average_size ({self.average_size}),"
+                f"slicer: size_variation must be at most average_size ({self.average_size}),"
                 f" got {self.size_variation}"
             )
 
@@ -218,26 +286,30 @@ class Slicer(ToxicFault):
         }
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class LimitData(ToxicFault):
     """Close the connection after `bytes` bytes in the stream."""
 
-    bytes: int
-    name = "limit_data"
+    bytes: int = field(metadata=bound("bytes", maximum=2**53))
+    kind = "limit_data"
+    help = "close connections after bytes bytes in the stream."
     toxic_type = "limit_data"
-    bounds: ClassVar[Mapping[str, Bound]] = {"bytes": Bound("bytes", maximum=2**53)}
 
     def attributes(self) -> dict[str, int]:
         return {"bytes": self.bytes}
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class RawToxic(ToxicFault):
     """Any toxic type by its Toxiproxy name, with raw attributes (the `toxic` marker)."""
 
     type: str
-    toxic_attributes: dict[str, int] = field(default_factory=dict)
-    name = "toxic"
+    _: KW_ONLY
+    toxic_attributes: Mapping[str, int] = field(default_factory=dict)
+    kind = "toxic"
+    help = "add any Toxiproxy toxic type with raw integer attributes."
+    # The marker and the `chaos` method take the attributes as `**attributes`.
+    takes_any_keyword: ClassVar[str] = "toxic_attributes"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -251,146 +323,138 @@ class RawToxic(ToxicFault):
         return dict(self.toxic_attributes)
 
 
-@dataclass(frozen=True, kw_only=True)
+# ------------------------------------------------------------------- the dependency goes away
+@dataclass(frozen=True)
 class Down(Fault):
     """The dependency is unreachable. Through its proxy: `refuse` (connection refused),
     `blackhole` (traffic vanishes, nothing answers), `reset` (connections are reset). On a
     service the plugin started: `kill` (SIGKILL), `terminate` (SIGTERM), `stop` (graceful
     stop), `pause` (SIGSTOP / docker pause: connections open, nothing answers)."""
 
-    mode: str = "refuse"
-    name = "dependency_down"
+    _: KW_ONLY
+    mode: DownMode = "refuse"
+    kind = "dependency_down"
+    help = (
+        "make the dependency unreachable: mode 'refuse' (connection refused), "
+        "'blackhole' (nothing answers, nothing closes) or 'reset' (TCP resets) at its "
+        "proxy; or, on a service the plugin started, 'kill' (SIGKILL), 'terminate' "
+        "(SIGTERM), 'stop' (graceful) or 'pause' (frozen), undone after the test."
+    )
 
     @property
     def acts_on_process(self) -> bool:
         return self.mode in PROCESS_DOWN_MODES
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.mode not in DOWN_MODES:
-            raise FaultError(
-                f"dependency_down: mode must be one of {', '.join(DOWN_MODES)}, got {self.mode!r}"
+
+# --------------------------------------------------------------------- the registry and builder
+FAULT_TYPES: dict[str, type[Fault]] = {
+    cls.kind: cls
+    for cls in (Latency, Bandwidth, Stall, ResetPeer, SlowClose, Slicer, LimitData, Down, RawToxic)
+}
+
+FaultT = TypeVar("FaultT", bound=Fault)
+
+
+def register(cls: type[FaultT]) -> type[FaultT]:
+    """Add a fault class to the vocabulary (its marker and `chaos` method follow from it)."""
+    if not cls.kind or not cls.help:
+        raise TypeError(f"{cls.__name__} needs a kind and a help line to be registered")
+    FAULT_TYPES[cls.kind] = cls
+    return cls
+
+
+def signature(cls: type[Fault]) -> str:
+    """`latency(target, ms, *, jitter=0, stream='downstream', toxicity=1.0)`."""
+    parts = ["target"]
+    star = False
+    for f in ordered_fields(cls):
+        if f.name == getattr(cls, "takes_any_keyword", None):
+            continue
+        if f.kw_only and not star:
+            parts.append("*")
+            star = True
+        parts.append(f"{f.name}={_default(f)!r}" if f.kw_only else f.name)
+    if getattr(cls, "takes_any_keyword", None):
+        parts.append("**attributes")
+    return f"{cls.kind}({', '.join(parts)})"
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
+def allowed_keywords(cls: type[Fault]) -> list[str]:
+    return [f.name for f in ordered_fields(cls) if f.name != getattr(cls, "takes_any_keyword", "")]
+
+
+def build_fault(
+    cls: type[FaultT],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    *,
+    also_allowed: tuple[str, ...] = (),
+) -> FaultT:
+    """`cls(*args, **kwargs)` with the arguments checked first, so that every mistake is a
+    FaultError saying, after the fault's kind, what is wrong and what is allowed
+    (`also_allowed`: keywords the caller took out before, such as a marker's `when`)."""
+    kind = cls.kind
+    sig = signature(cls)
+    kwargs = dict(kwargs)
+    if "target" in kwargs:
+        if args:
+            raise FaultError(f"{kind}: target given twice (positionally and by keyword)")
+        args = (kwargs.pop("target"),)
+    if not args:
+        raise FaultError(
+            f"{kind}: the first argument must be the target, a proxy or service name"
+            f" (e.g. {kind}('redis', ...)); signature: {sig}"
+        )
+    target, *positional = args
+    if not isinstance(target, str):
+        raise FaultError(
+            f"{kind}: the first argument must be the target, a proxy or service name, got"
+            f" {target!r}; signature: {sig}"
+        )
+    required = [f.name for f in ordered_fields(cls) if not f.kw_only]
+    if len(positional) > len(required):
+        raise FaultError(f"{kind}: too many positional arguments {tuple(args)!r}; signature: {sig}")
+    values: dict[str, Any] = dict(zip(required, positional, strict=False))
+    extra: dict[str, Any] = {}
+    known = allowed_keywords(cls)
+    catch_all = getattr(cls, "takes_any_keyword", None)
+    for key, value in kwargs.items():
+        if key in values:
+            raise FaultError(f"{kind}: {key} given twice (positionally and by keyword)")
+        if key in known:
+            values[key] = value
+        elif catch_all:
+            extra[key] = value
+        else:
+            allowed = ", ".join([*known, *also_allowed])
+            raise FaultError(f"{kind}: unknown keyword {key!r}; allowed: {allowed}")
+    missing = [name for name in required if name not in values]
+    if missing:
+        raise FaultError(f"{kind}: missing required argument {missing[0]!r}; signature: {sig}")
+    if catch_all:
+        values[catch_all] = extra
+    return cls(target, **values)
+
+
+def python_signature(cls: type[Fault]) -> inspect.Signature:
+    """The signature of the `chaos` method for `cls` (target and the options in user order)."""
+    params = [inspect.Parameter("target", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    catch_all = getattr(cls, "takes_any_keyword", None)
+    for f in ordered_fields(cls):
+        if f.name == catch_all:
+            continue
+        if f.kw_only:
+            params.append(
+                inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=_default(f))
             )
-
-
-@dataclass
-class AppliedFault:
-    """What one application of a fault changed, and how to undo it."""
-
-    fault: Fault
-    applied_at: float
-    reverted_at: float | None = None
-    _undo: list[Callable[[], None]] = field(default_factory=list)
-
-    def revert(self) -> None:
-        """Undo every change, newest first; changes already gone (e.g. after a reset) are fine.
-        Every undo runs, whatever the others did; the first error is raised at the end."""
-        from pytest_chaos.client import ToxiproxyError
-
-        if self.reverted_at is not None:
-            return
-        errors: list[Exception] = []
-        while self._undo:
-            undo = self._undo.pop()
-            try:
-                undo()
-            except ToxiproxyError as error:
-                if error.status != 404:
-                    errors.append(error)
-            except revert_errors() as error:
-                errors.append(error)
-        self.reverted_at = time.monotonic()
-        if errors:
-            raise errors[0]
-
-
-def revert_errors() -> tuple[type[Exception], ...]:
-    """What undoing a fault may raise: the API's errors, and the services' when a process
-    fault was applied (their module is only imported by runs that declare services)."""
-    from pytest_chaos.client import ToxiproxyError
-
-    services = sys.modules.get("pytest_chaos.services.base")
-    return (ToxiproxyError, services.ServiceError) if services is not None else (ToxiproxyError,)
-
-
-class ToxicNames:
-    """Unique toxic names, recognisable as the plugin's own (`chaos_<type>_<stream>_<n>`).
-
-    Under pytest-xdist the worker id is part of the name (`chaos_gw0_latency_...`): workers
-    sharing one external Toxiproxy must not take, or remove, each other's toxics.
-    """
-
-    PREFIX = "chaos_"
-
-    def __init__(self, worker: str | None = None) -> None:
-        self._counter = 0
-        self._stem = f"{self.PREFIX}{worker}_" if worker else self.PREFIX
-        # (proxy, toxic name) of every name handed out, for the clean-up at session end.
-        self.issued: set[tuple[str, str]] = set()
-
-    def next(self, proxy: str, toxic_type: str, stream: str) -> str:
-        self._counter += 1
-        name = f"{self._stem}{toxic_type}_{stream}_{self._counter}"
-        self.issued.add((proxy, name))
-        return name
-
-
-def apply_fault(fault: Fault, client: ToxiproxyClient, names: ToxicNames) -> AppliedFault:
-    """Apply `fault` through `client`; on failure, undo what was done and re-raise."""
-    applied = AppliedFault(fault, applied_at=time.monotonic())
-    try:
-        for toxic_type, stream, attributes, toxicity in _toxics_for(fault):
-            toxic_name = names.next(fault.target, toxic_type, stream)
-            client.add_toxic(
-                fault.target,
-                toxic_type,
-                name=toxic_name,
-                stream=stream,
-                toxicity=toxicity,
-                attributes=attributes,
-            )
-            applied._undo.append(
-                lambda name=toxic_name: client.remove_toxic(fault.target, name)  # type: ignore[misc]
-            )
-        if isinstance(fault, Down) and fault.mode == "refuse":
-            client.update_proxy(fault.target, enabled=False)
-            applied._undo.append(lambda: _enable(client, fault.target))
-    except BaseException:
-        applied.revert()
-        raise
-    return applied
-
-
-class ServiceControl(Protocol):
-    """What a process fault needs of a service (RunningService has it)."""
-
-    def kill(self) -> None: ...
-    def terminate(self) -> None: ...
-    def stop(self) -> None: ...
-    def pause(self) -> None: ...
-    def ensure_serving(self) -> None: ...
-
-
-def apply_process_fault(fault: Down, service: ServiceControl) -> AppliedFault:
-    """Kill, terminate, stop or pause `service`; reverting brings it back to serving (started
-    on the same port with the same data, or resumed), however it was left meanwhile."""
-    applied = AppliedFault(fault, applied_at=time.monotonic())
-    getattr(service, fault.mode)()
-    applied._undo.append(service.ensure_serving)
-    return applied
-
-
-def _enable(client: ToxiproxyClient, proxy: str) -> None:
-    client.update_proxy(proxy, enabled=True)
-
-
-def _toxics_for(fault: Fault) -> list[tuple[str, str, dict[str, int], float]]:
-    if isinstance(fault, RawToxic):
-        return [(fault.type, s, fault.attributes(), fault.toxicity) for s in fault.streams()]
-    if isinstance(fault, ToxicFault):
-        return [(fault.toxic_type, s, fault.attributes(), fault.toxicity) for s in fault.streams()]
-    if isinstance(fault, Down) and fault.mode == "blackhole":
-        return [("timeout", s, {"timeout": 0}, 1.0) for s in ("upstream", "downstream")]
-    if isinstance(fault, Down) and fault.mode == "reset":
-        return [("reset_peer", s, {"timeout": 0}, 1.0) for s in ("upstream", "downstream")]
-    return []
+        else:
+            params.append(inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD))
+    if catch_all:
+        params.append(inspect.Parameter("attributes", inspect.Parameter.VAR_KEYWORD))
+    return inspect.Signature(params)

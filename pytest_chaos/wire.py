@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-Event = dict[str, Any]
+from pytest_chaos.events import Accepted, Closed, Data, Event, HalfClosed, UpstreamFailed
 
 
 @dataclass(frozen=True)
@@ -37,45 +36,50 @@ class WireConnection:
         return f"{self.proxy}#{self.id} ({state})"
 
 
+@dataclass
+class _Seen:
+    accepted: Accepted
+    failed: bool = False
+    client_closed_at: float | None = None
+    closed: Closed | None = None
+
+
 def connections(events: Iterable[Event], proxy: str | None = None) -> list[WireConnection]:
     """Every connection accepted by `proxy` (all proxies when None), oldest first."""
     # Keyed by proxy and id: the engine numbers connections across all its proxies, but
     # nothing in an event promises that.
-    found: dict[tuple[str, int], dict[str, Any]] = {}
+    found: dict[tuple[str | None, int], _Seen] = {}
     for event in events:
-        if proxy is not None and event.get("proxy") != proxy:
+        if proxy is not None and event.proxy != proxy:
             continue
-        conn = event.get("connection")
-        if conn is None:
+        if isinstance(event, Accepted):
+            found[(event.proxy, event.connection)] = _Seen(event)
             continue
-        key = (event["proxy"], conn)
-        kind = event["kind"]
-        if kind == "accepted":
-            found[key] = {"accepted_at": event["time"], "failed": False}
-        elif key in found:
-            data = found[key]
-            if kind == "upstream_failed":
-                data["failed"] = True
-            elif kind == "half_closed" and event.get("side") == "client":
-                data.setdefault("client_closed_at", event["time"])
-            elif kind == "closed":
-                data.update(closed_at=event["time"], by=event["by"], reset=event["reset"])
-                if event["by"] == "client":
-                    data.setdefault("client_closed_at", event["time"])
-    seen = [
+        seen = found.get((event.proxy, getattr(event, "connection", -1)))
+        if seen is None:
+            continue
+        if isinstance(event, UpstreamFailed):
+            seen.failed = True
+        elif isinstance(event, HalfClosed) and event.side == "client":
+            seen.client_closed_at = seen.client_closed_at or event.time
+        elif isinstance(event, Closed):
+            seen.closed = event
+            if event.by == "client":
+                seen.client_closed_at = seen.client_closed_at or event.time
+    wired = [
         WireConnection(
-            id=conn,
-            proxy=name,
-            accepted_at=data["accepted_at"],
-            closed_at=data.get("closed_at"),
-            closed_by=data.get("by"),
-            reset=bool(data.get("reset", False)),
-            upstream_failed=data["failed"],
-            client_closed_at=data.get("client_closed_at"),
+            id=seen.accepted.connection,
+            proxy=str(seen.accepted.proxy),
+            accepted_at=seen.accepted.time,
+            closed_at=None if seen.closed is None else seen.closed.time,
+            closed_by=None if seen.closed is None else seen.closed.by,
+            reset=seen.closed is not None and seen.closed.reset,
+            upstream_failed=seen.failed,
+            client_closed_at=seen.client_closed_at,
         )
-        for (name, conn), data in found.items()
+        for seen in found.values()
     ]
-    return sorted(seen, key=lambda c: (c.accepted_at, c.id))
+    return sorted(wired, key=lambda c: (c.accepted_at, c.id))
 
 
 def attempt_times(events: Iterable[Event], proxy: str) -> list[float]:
@@ -85,16 +89,22 @@ def attempt_times(events: Iterable[Event], proxy: str) -> list[float]:
 
 def traffic_during(
     events: Iterable[Event], proxy: str, start: float, end: float | None
-) -> list[Event]:
-    """Connections accepted and data carried by `proxy` between `start` and `end`."""
-    return [
-        event
-        for event in events
-        if event.get("proxy") == proxy
-        and event["kind"] in ("accepted", "data")
-        and start <= event["time"]
-        and (end is None or event["time"] <= end)
-    ]
+) -> list[Accepted | Data]:
+    """Connections accepted and data carried by `proxy` between `start` and `end`: a data
+    event counts when any of its bytes arrived inside the window."""
+    found: list[Accepted | Data] = []
+    for event in events:
+        if event.proxy != proxy:
+            continue
+        if isinstance(event, Accepted):
+            first, last = event.time, event.time
+        elif isinstance(event, Data):
+            first, last = event.time, event.until
+        else:
+            continue
+        if last >= start and (end is None or first <= end):
+            found.append(event)
+    return found
 
 
 def busiest_second(times: Sequence[float]) -> tuple[int, float]:

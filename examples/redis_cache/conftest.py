@@ -19,7 +19,7 @@ import pytest
 import redis
 from user_service import UserDatabase, UserService, cache_client
 
-from pytest_chaos.client import ProxyInfo
+from pytest_chaos.backends.client import ProxyInfo
 from pytest_chaos.services import RunningService, redis_service, service_fixture
 
 # The fixture `redis_server` (a RunningService) and the proxy "redis" in front of it.

@@ -174,6 +174,22 @@ async def reset(request: web.Request) -> web.Response:
     return empty()
 
 
+async def show_seed(request: web.Request) -> web.Response:
+    """Extension: the seed the engine draws from now (`null`: unseeded)."""
+    return json_response({"seed": request.app[COLLECTION].seed})
+
+
+async def set_seed(request: web.Request) -> web.Response:
+    """Extension: `{"seed": N}` (or null) reseeds every proxy; connections accepted from now
+    on are numbered from 0 per proxy, so draws do not depend on what came before."""
+    body = await read_object(request)
+    seed = body.get("seed")
+    if seed is not None and (type(seed) is not int or not 0 <= seed < 2**63):
+        raise bad_request(f"seed must be a whole number from 0 to 2**63-1 or null, got {seed!r}")
+    request.app[COLLECTION].reseed(seed)
+    return empty()
+
+
 async def events(request: web.Request) -> web.Response:
     """Extension: what the engine saw. `?since=SEQ` returns only newer events."""
     log = request.app[EVENTS]
@@ -214,6 +230,8 @@ def build_app(
     add("POST", "/populate", populate)
     add("POST", "/reset", reset)
     add("GET", "/events", events)
+    add("GET", "/seed", show_seed)
+    add("POST", "/seed", set_seed)
     add("GET", "/metrics", metrics)
     add("GET", "/proxies/{proxy}", show_proxy)
     add("POST", "/proxies/{proxy}", update_proxy)

@@ -137,6 +137,13 @@ class ProxyCollection:
                 return done, error
         return done, None
 
+    def reseed(self, seed: int | None) -> None:
+        """Extension: every proxy draws from `seed` from now on (see `Proxy.reseed`)."""
+        self.seed = seed
+        for proxy in list(self.proxies.values()):
+            proxy.reseed(seed)
+        self.events.record("seeded", seed=seed)
+
     async def reset(self) -> None:
         """Re-enable every proxy and remove every toxic."""
         for proxy in self.proxies.values():

@@ -110,15 +110,16 @@ class Connection:
                 side_transport.resume_reading()
 
     def _rng_factory(self, direction: str) -> Callable[[str], random.Random]:
-        seed = self.proxy.seed
-        proxy_name = self.proxy.name
-        index = self.index
+        proxy = self.proxy
 
         def make(toxic_name: str) -> random.Random:
-            if seed is None:
+            # The seed and this connection's number as they are when the toxic starts acting
+            # here: a reseed (`POST /seed`) between tests applies to toxics added after it.
+            if proxy.seed is None:
                 return random.Random()
             # `random` hashes a str seed with SHA-512: stable across runs and processes.
-            return random.Random(f"{seed}/{proxy_name}/{index}/{direction}/{toxic_name}")
+            key = f"{proxy.seed}/{proxy.name}/{self.index}/{direction}/{toxic_name}"
+            return random.Random(key)
 
         return make
 

@@ -104,6 +104,15 @@ class Proxy:
         self.totals["connections"] += 1
         return connection
 
+    def reseed(self, seed: int | None) -> None:
+        """Draw from `seed` from now on, numbering connections from 0 again; live connections
+        are numbered -1, -2, ... in the order they were accepted."""
+        self.seed = seed
+        self._accepted = itertools.count()
+        live = sorted(self.connections, key=lambda c: c.id)
+        for rank, connection in enumerate(live, start=1):
+            connection.index = -rank
+
     def connection_closed(self, connection: Connection) -> None:
         self.connections.discard(connection)
         for direction, link in connection.links.items():

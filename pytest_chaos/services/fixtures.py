@@ -25,8 +25,8 @@ from pytest_chaos.services.base import Service, ServiceError
 from pytest_chaos.services.definitions import ServiceDefinition, open_service
 
 if TYPE_CHECKING:
-    from pytest_chaos.backends import ToxiproxyServer
-    from pytest_chaos.client import ProxyInfo
+    from pytest_chaos.backends.client import ProxyInfo
+    from pytest_chaos.backends.server import ToxiproxyServer
 
 SCOPES = ("session", "package", "module", "class", "function")
 
@@ -202,7 +202,7 @@ class RunningService:
 
     def point_proxy(self) -> ProxyInfo:
         """Point the proxy of this service's name at it (creating the proxy if needed)."""
-        from pytest_chaos.client import ToxiproxyError
+        from pytest_chaos.backends.client import ToxiproxyError
 
         upstream = self._upstream()
         existing = self.server.proxies().get(self.name)
@@ -312,7 +312,7 @@ def _two_of_a_name(first: RunningService, second: RunningService) -> ServiceErro
 
 
 def registry_of(config: pytest.Config) -> ServiceRegistry:
-    from pytest_chaos.plugin import services_key
+    from pytest_chaos._keys import services_key
 
     registry = config.stash.get(services_key, None)
     if registry is None:
@@ -357,8 +357,8 @@ def _run(
     fixture_name: str,
     scope: str,
 ) -> Iterator[RunningService]:
-    from pytest_chaos.client import ToxiproxyError
-    from pytest_chaos.plugin import config_key
+    from pytest_chaos._keys import config_key
+    from pytest_chaos.backends.client import ToxiproxyError
 
     settings = request.config.stash[config_key]
     registry = registry_of(request.config)

@@ -16,8 +16,8 @@ import pytest
 import redis
 import stamina
 
+from pytest_chaos.backends.client import ProxyInfo
 from pytest_chaos.chaos import Chaos
-from pytest_chaos.client import ProxyInfo
 from tests.assertions.helpers import BODY, redis_client
 from tests.plugin import local_services
 from tests.plugin.local_services import LocalService

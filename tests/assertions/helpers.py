@@ -12,8 +12,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from pytest_chaos.backends.client import ProxyInfo
 from pytest_chaos.chaos import Chaos
-from pytest_chaos.client import ProxyInfo
+from pytest_chaos.events import Event, for_proxy, parse_events
 
 # An HTTP response big enough that a slicer or a bandwidth limit stretches it over seconds.
 BODY_SIZE = 20_000
@@ -60,25 +61,24 @@ class SyntheticChaos:
     """Stands in for the `chaos` fixture where a test feeds the helpers made-up engine events,
     so that a message can be checked to the last character."""
 
-    def __init__(self, events: list[dict[str, Any]], started_at: float = 0.0) -> None:
+    def __init__(self, events: list[Event], started_at: float = 0.0) -> None:
         self._events = events
         self.started_at = started_at
 
-    def events(self, proxy: str | None = None) -> list[dict[str, Any]]:
-        return [e for e in self._events if proxy is None or e.get("proxy") == proxy]
+    def events(self, proxy: str | None = None) -> list[Event]:
+        return for_proxy(self._events, proxy)
 
     def as_chaos(self) -> Chaos:
         return cast(Chaos, self)
 
 
-def event_stream(
-    proxy: str, *specs: tuple[float, str, int, dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """Engine events from (time, kind, connection, extra fields) tuples, numbered in order."""
-    return [
+def event_stream(proxy: str, *specs: tuple[float, str, int, dict[str, Any]]) -> list[Event]:
+    """Engine events from (time, kind, connection, extra fields) tuples, numbered in order,
+    parsed as the plugin parses the engine's answer."""
+    return parse_events(
         {"seq": seq, "time": at, "kind": kind, "proxy": proxy, "connection": conn, **extra}
         for seq, (at, kind, conn, extra) in enumerate(specs, 1)
-    ]
+    )
 
 
 def wait_until(condition: Any, timeout: float = 5.0, interval: float = 0.01) -> bool:

@@ -27,8 +27,8 @@ from pytest_chaos.assertions import (
     assert_no_retry_storm,
     wire_attempts,
 )
+from pytest_chaos.backends.client import ProxyInfo
 from pytest_chaos.chaos import Chaos
-from pytest_chaos.client import ProxyInfo
 from pytest_chaos.policies import Exponential, Fixed, Incrementing
 from pytest_chaos.recorders import record_stamina, record_tenacity
 from tests.assertions.helpers import assert_message, attempts_at, redis_client

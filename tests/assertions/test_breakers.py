@@ -25,8 +25,8 @@ from pytest_chaos.assertions import (
     assert_no_traffic,
     wire_connections,
 )
+from pytest_chaos.backends.client import ProxyInfo
 from pytest_chaos.chaos import Chaos
-from pytest_chaos.client import ProxyInfo
 from pytest_chaos.recorders import (
     BreakerRecorder,
     Transition,

@@ -24,8 +24,8 @@ from pytest_chaos.assertions import (
     assert_timeout_propagates_async,
     wire_connections,
 )
+from pytest_chaos.backends.client import ProxyInfo
 from pytest_chaos.chaos import Chaos
-from pytest_chaos.client import ProxyInfo
 from tests.assertions.helpers import BODY, assert_message, redis_client, wait_until
 
 BUDGET = 0.5

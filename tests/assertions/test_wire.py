@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_chaos.events import parse_event
 from pytest_chaos.wire import (
     WireConnection,
     attempt_times,
@@ -58,7 +59,7 @@ def test_connections_and_attempts_of_one_proxy() -> None:
     events = [
         *event_stream("redis", (1.0, "accepted", 1, {}), (3.0, "accepted", 2, {})),
         *event_stream("web", (2.0, "accepted", 1, {})),
-        {"seq": 9, "time": 2.5, "kind": "toxic_added", "proxy": "redis", "toxic": {}},
+        parse_event({"seq": 9, "time": 2.5, "kind": "toxic_added", "proxy": "redis", "toxic": {}}),
     ]
     # Ids repeat across proxies here (the engine happens to number them globally).
     assert [str(c) for c in connections(events)] == [
@@ -79,8 +80,8 @@ def test_traffic_during_counts_accepts_and_data_only() -> None:
         (2.6, "closed", 1, {"by": "client", "reset": False}),
         (4.0, "accepted", 2, {}),
     )
-    assert [e["time"] for e in traffic_during(events, "redis", 1.2, 3.0)] == [1.5, 2.5]
-    assert [e["time"] for e in traffic_during(events, "redis", 3.0, None)] == [4.0]
+    assert [e.time for e in traffic_during(events, "redis", 1.2, 3.0)] == [1.5, 2.5]
+    assert [e.time for e in traffic_during(events, "redis", 3.0, None)] == [4.0]
     assert traffic_during(events, "web", 0.0, None) == []
 
 

@@ -112,8 +112,8 @@ def wait_for_close(chaos, proxy="echo", timeout=5.0):
     deadline = time.monotonic() + timeout
     while True:
         events = chaos.events(proxy)
-        opened = {e["connection"] for e in events if e["kind"] == "accepted"}
-        closed = {e["connection"] for e in events if e["kind"] == "closed"}
+        opened = {e.connection for e in events if e.kind == "accepted"}
+        closed = {e.connection for e in events if e.kind == "closed"}
         if opened <= closed or time.monotonic() > deadline:
             return events
         time.sleep(0.01)

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
-from pytest_chaos.engine_process import EngineProcess
+from pytest_chaos.backends.embedded import EngineProcess
 from tests.plugin.conftest import exact, make_ini
 from tests.servers import free_port
 
@@ -66,7 +66,7 @@ def test_context_managers(chaos, echo, made, session_proxy):
 
 def test_events(chaos, echo):
     assert talk(echo).outcome == "ok"
-    kinds = [e["kind"] for e in wait_for_close(chaos) if e["kind"] != "data"]
+    kinds = [e.kind for e in wait_for_close(chaos) if e.kind not in ("data", "toxic_added")]
     assert kinds[0] == "accepted" and kinds[-1] == "closed"
 
 

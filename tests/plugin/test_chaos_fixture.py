@@ -228,26 +228,27 @@ def test_events_of_this_test_only(chaos, echo, second):
     assert talk(echo, b"hello").outcome == "ok"
     assert talk(second).outcome == "ok"
     events = wait_for_close(chaos, "echo")
-    assert {e["proxy"] for e in events} == {"echo"}
-    assert len({e["connection"] for e in events}) == 1
-    kinds = [e["kind"] for e in events if e["kind"] != "data"]
+    assert {e.proxy for e in events} == {"echo"}
+    connection_events = [e for e in events if e.kind != "toxic_added"]
+    assert len({e.connection for e in connection_events}) == 1
+    kinds = [e.kind for e in connection_events if e.kind != "data"]
     assert kinds[:2] == ["accepted", "upstream_connected"]
     assert kinds[-1] == "closed"
-    closed = events[-1]
-    assert closed["bytes"]["upstream"]["in"] == 5
-    assert closed["bytes"]["downstream"]["in"] == 5
-    assert closed["by"] == "client"
-    assert [e["proxy"] for e in wait_for_close(chaos, "second")][0] == "second"
+    closed = [e for e in events if e.kind == "closed"][-1]
+    assert closed.bytes_in("upstream") == 5
+    assert closed.bytes_in("downstream") == 5
+    assert closed.by == "client"
+    assert [e.proxy for e in wait_for_close(chaos, "second")][0] == "second"
     everything = chaos.events()
-    assert {e["proxy"] for e in everything} == {"echo", "second"}
+    assert {e.proxy for e in everything} == {"echo", "second"}
 
 
 def test_refused_connections_are_seen(chaos, echo):
     with chaos.dependency_down("echo", mode="reset"):
         assert talk(echo).outcome == "reset"
     events = wait_for_close(chaos)
-    closed = [e for e in events if e["kind"] == "closed"]
-    assert [e["reset"] for e in closed] == [True]
+    closed = [e for e in events if e.kind == "closed"]
+    assert [e.reset for e in closed] == [True]
 """
 
 

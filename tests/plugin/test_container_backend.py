@@ -12,9 +12,9 @@ from contextlib import contextmanager
 
 import pytest
 
+from pytest_chaos.backends import BackendError
+from pytest_chaos.backends.container import BACKEND_LABEL, _docker_client
 from pytest_chaos.config import DEFAULT_TOXIPROXY_IMAGE
-from pytest_chaos.engine_process import BackendError
-from pytest_chaos.toxiproxy_container import BACKEND_LABEL, _docker_client
 from tests.plugin.conftest import NETCHECK, exact, make_ini
 from tests.servers import _EchoHandler, _Server
 
@@ -77,7 +77,7 @@ def test_declared_in_the_ini_file(toxiproxy):
 INNER_BRIDGE_ONLY = """
 
 def test_unpublished_listen_port(chaos):
-    from pytest_chaos.client import ToxiproxyError
+    from pytest_chaos.backends.client import ToxiproxyError
 
     with pytest.raises(ToxiproxyError, match="can listen only on the ports it publishes"):
         chaos.proxy("fixed", upstream=UPSTREAM, listen="127.0.0.1:5555")

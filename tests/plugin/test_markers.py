@@ -297,8 +297,8 @@ def test_upstream_limit(echo, chaos):
     assert seen.outcome == "eof"
     assert b"01".startswith(seen.data)
     # The server was sent 2 of the 4 bytes.
-    closed = [e for e in wait_for_close(chaos) if e["kind"] == "closed"]
-    assert [e["bytes"]["upstream"] for e in closed] == [{"in": 4, "out": 2}]
+    closed = [e for e in wait_for_close(chaos) if e.kind == "closed"]
+    assert [e.bytes["upstream"] for e in closed] == [{"in": 4, "out": 2}]
 
 
 @pytest.mark.reset_peer("echo", toxicity=0.0)

@@ -26,9 +26,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from pytest_chaos.backends import ToxiproxyServer
+from pytest_chaos.backends.client import ProxyInfo
+from pytest_chaos.backends.server import ToxiproxyServer
 from pytest_chaos.chaos import Chaos
-from pytest_chaos.client import ProxyInfo
 from tests.plugin import local_services
 from tests.plugin.local_services import LocalService
 

@@ -55,9 +55,9 @@ def test_report_of_a_run(suite: pytest.Pytester) -> None:
             exact("   +") + "*s  " + exact("applied  limit_data('echo', bytes=2)"),
             "   +*s  echo#2 accepted from 127.0.0.1:*",
             "   +*s  echo#2 upstream 127.0.0.1:* connected",
-            "   +*s  echo#2 toxics active (downstream: chaos_latency_downstream_2,"
-            " chaos_limit_data_downstream_3)",
-            "   +*s  echo#2 closed by toxic chaos_limit_data_downstream_3 (limit_data)"
+            "   +*s  echo#2 toxics active (downstream: chaos_latency_downstream_1,"
+            " chaos_limit_data_downstream_2)",
+            "   +*s  echo#2 closed by toxic chaos_limit_data_downstream_2 (limit_data)"
             " (4 B up, 4 B down)",
             exact("   +") + "*s  " + exact("reverted limit_data('echo', bytes=2)"),
             exact("   +") + "*s  " + exact("reverted latency('echo', ms=100)"),
@@ -98,8 +98,8 @@ def test_report_of_a_run(suite: pytest.Pytester) -> None:
         assert 0 <= fault["applied_at"] <= fault["reverted_at"] < 10
     events = failed["events"]
     assert [e["toxic"]["name"] for e in events if e["kind"] == "toxic_added"] == [
-        "chaos_latency_downstream_2",
-        "chaos_limit_data_downstream_3",
+        "chaos_latency_downstream_1",
+        "chaos_limit_data_downstream_2",
     ]
     kinds = [e["kind"] for e in events if "connection" in e and e["kind"] != "data"]
     assert kinds[:3] == ["accepted", "upstream_connected", "toxics_active"]

@@ -91,7 +91,7 @@ def test_option_of_another_marker():
     pass
 
 
-@pytest.mark.slicer("echo", 10, size_variation=10)
+@pytest.mark.slicer("echo", 10, size_variation=11)
 def test_slicer_variation():
     pass
 
@@ -103,6 +103,11 @@ def test_slicer_size_zero():
 
 @pytest.mark.toxic("echo", "latency", latency=1.5)
 def test_raw_attribute_not_a_whole_number():
+    pass
+
+
+@pytest.mark.latency(100)
+def test_number_where_the_target_goes():
     pass
 
 
@@ -135,9 +140,11 @@ BAD_MARKER_MESSAGES = {
     " both, got 'sideways'",
     "test_missing_required_argument": "@pytest.mark.latency: missing required argument 'ms';"
     f" signature: {LATENCY_SIGNATURE}",
-    "test_missing_target": "@pytest.mark.limit_data: the first argument must be the target"
-    " proxy, e.g. @pytest.mark.limit_data('redis', ...); signature: limit_data(target, bytes,"
-    " *, stream='downstream', toxicity=1.0, when='call')",
+    "test_missing_target": "@pytest.mark.limit_data: the first argument must be the target, a"
+    " proxy or service name (e.g. @pytest.mark.limit_data('redis', ...)); signature:"
+    " limit_data(target, bytes, *, stream='downstream', toxicity=1.0, when='call')",
+    "test_number_where_the_target_goes": "@pytest.mark.latency: the first argument must be the"
+    f" target, a proxy or service name, got 100; signature: {LATENCY_SIGNATURE}",
     "test_too_many_positional": "@pytest.mark.latency: too many positional arguments"
     f" ('echo', 1, 2); signature: {LATENCY_SIGNATURE}",
     "test_given_twice": "@pytest.mark.latency: ms given twice (positionally and by keyword)",
@@ -148,13 +155,15 @@ BAD_MARKER_MESSAGES = {
     " reset, kill, terminate, stop, pause, got 'sideways'",
     "test_option_of_another_marker": "@pytest.mark.dependency_down: unknown keyword 'stream';"
     " allowed: mode, when",
-    "test_slicer_variation": "@pytest.mark.slicer: size_variation must be smaller than"
-    " average_size (10), got 10",
+    "test_slicer_variation": "@pytest.mark.slicer: size_variation must be at most"
+    " average_size (10), got 11",
     "test_slicer_size_zero": "@pytest.mark.slicer: average_size must be a whole number of"
     " bytes from 1 to 2147483648, got 0",
     "test_raw_attribute_not_a_whole_number": "@pytest.mark.toxic: attribute latency must be"
     " a whole number, got 1.5",
-    "test_target_not_a_name": "@pytest.mark.reset_peer: target must be a proxy name, got 42",
+    "test_target_not_a_name": "@pytest.mark.reset_peer: the first argument must be the target,"
+    " a proxy or service name, got 42; signature: reset_peer(target, *, timeout=0,"
+    " stream='downstream', toxicity=1.0, when='call')",
     "test_in_class": "@pytest.mark.slow_close: delay must be a whole number of milliseconds"
     " from 0 to 86400000, got 'soon'",
 }

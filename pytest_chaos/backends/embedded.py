@@ -16,12 +16,10 @@ import subprocess
 import sys
 from typing import IO
 
+from pytest_chaos.backends import BackendError
+
 READY_TIMEOUT_SECONDS = 20.0
 URL_PATTERN = re.compile(r"http://[0-9.]+:\d+")
-
-
-class BackendError(Exception):
-    """The chosen backend could not be started or reached; the message says why."""
 
 
 class EngineProcess:

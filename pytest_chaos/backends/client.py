@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -140,7 +141,9 @@ class ToxiproxyClient:
         return {name: ProxyInfo.from_json(p) for name, p in data.items()}
 
     def get_proxy(self, name: str) -> ProxyInfo:
-        return ProxyInfo.from_json(self._request("GET", f"/proxies/{name}", f"get proxy {name}"))
+        return ProxyInfo.from_json(
+            self._request("GET", f"/proxies/{_segment(name)}", f"get proxy {name}")
+        )
 
     def create_proxy(
         self, name: str, upstream: str, *, listen: str = "127.0.0.1:0", enabled: bool = True
@@ -149,11 +152,11 @@ class ToxiproxyClient:
         return ProxyInfo.from_json(self._request("POST", "/proxies", f"create proxy {name}", body))
 
     def update_proxy(self, name: str, **changes: Any) -> ProxyInfo:
-        data = self._request("POST", f"/proxies/{name}", f"update proxy {name}", changes)
+        data = self._request("POST", f"/proxies/{_segment(name)}", f"update proxy {name}", changes)
         return ProxyInfo.from_json(data)
 
     def delete_proxy(self, name: str) -> None:
-        self._request("DELETE", f"/proxies/{name}", f"delete proxy {name}")
+        self._request("DELETE", f"/proxies/{_segment(name)}", f"delete proxy {name}")
 
     def populate(self, proxies: list[dict[str, Any]]) -> list[ProxyInfo]:
         data = self._request("POST", "/populate", "populate", proxies)
@@ -182,7 +185,7 @@ class ToxiproxyClient:
             body["name"] = name
         operation = f"add {type} toxic to proxy {proxy}"
         return ToxicInfo.from_json(
-            self._request("POST", f"/proxies/{proxy}/toxics", operation, body)
+            self._request("POST", f"/proxies/{_segment(proxy)}/toxics", operation, body)
         )
 
     def update_toxic(
@@ -197,15 +200,17 @@ class ToxiproxyClient:
         if toxicity is not None:
             body["toxicity"] = toxicity
         operation = f"update toxic {name} of proxy {proxy}"
-        path = f"/proxies/{proxy}/toxics/{name}"
+        path = f"/proxies/{_segment(proxy)}/toxics/{_segment(name)}"
         return ToxicInfo.from_json(self._request("POST", path, operation, body))
 
     def remove_toxic(self, proxy: str, name: str) -> None:
         operation = f"remove toxic {name} from proxy {proxy}"
-        self._request("DELETE", f"/proxies/{proxy}/toxics/{name}", operation)
+        self._request("DELETE", f"/proxies/{_segment(proxy)}/toxics/{_segment(name)}", operation)
 
     def toxics(self, proxy: str) -> list[ToxicInfo]:
-        data = self._request("GET", f"/proxies/{proxy}/toxics", f"list toxics of proxy {proxy}")
+        data = self._request(
+            "GET", f"/proxies/{_segment(proxy)}/toxics", f"list toxics of proxy {proxy}"
+        )
         return [ToxicInfo.from_json(t) for t in data]
 
     # -- extensions of the embedded engine
@@ -213,11 +218,25 @@ class ToxiproxyClient:
         self, since: int = 0, *, proxy: str | None = None
     ) -> tuple[list[dict[str, Any]], int]:
         """Events newer than `since`, and the sequence number to ask from next time."""
-        if self.engine() is None:
-            raise FeatureUnavailable(
-                f"events need the pytest-chaos engine; the server at {self.url} is a plain"
-                " Toxiproxy (use --chaos-backend embedded, or run `pytest-chaos serve`)"
-            )
-        params = f"?since={since}" + (f"&proxy={proxy}" if proxy else "")
+        self._require_engine("events")
+        params = f"?since={since}" + (f"&proxy={quote(proxy, safe='')}" if proxy else "")
         data = self._request("GET", f"/events{params}", "read events")
         return list(data["events"]), int(data["last_seq"])
+
+    def set_seed(self, seed: int | None) -> None:
+        """Seed the engine's draws from now on (None: unseeded); connections are numbered
+        from 1 again per proxy, so draws do not depend on what came before."""
+        self._require_engine("seeding")
+        self._request("POST", "/seed", "set seed", {"seed": seed})
+
+    def _require_engine(self, feature: str) -> None:
+        if self.engine() is None:
+            raise FeatureUnavailable(
+                f"{feature} needs the pytest-chaos engine; the server at {self.url} is a plain"
+                " Toxiproxy (use --chaos-backend embedded, or run `pytest-chaos serve`)"
+            )
+
+
+def _segment(name: str) -> str:
+    """A proxy or toxic name as one URL path segment (`?`, `#`, `/` and spaces escaped)."""
+    return quote(name, safe="")

@@ -11,14 +11,17 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING
 
-from pytest_chaos.client import ProxyInfo, ToxiproxyClient, ToxiproxyError
-from pytest_chaos.engine_process import BackendError, EngineProcess
-from pytest_chaos.faults import ToxicNames
+import pytest
+
+from pytest_chaos.apply import ToxicNames
+from pytest_chaos.backends import BackendError
+from pytest_chaos.backends.client import ProxyInfo, ToxiproxyClient, ToxiproxyError
+from pytest_chaos.backends.embedded import EngineProcess
 
 if TYPE_CHECKING:
-    from pytest_chaos.toxiproxy_container import ToxiproxyContainer
+    from pytest_chaos.backends.container import ToxiproxyContainer
 
-__all__ = ["BackendError", "EngineProcess", "ToxiproxyServer", "open_server"]
+__all__ = ["ToxiproxyServer", "open_server", "open_session_server"]
 
 
 class ToxiproxyServer:
@@ -166,10 +169,48 @@ def open_server(
             ) from None
         return ToxiproxyServer(backend, client, None, worker)
     if backend == "container":
+        from pytest_chaos.backends.container import ToxiproxyContainer
         from pytest_chaos.config import DEFAULT_TOXIPROXY_IMAGE
-        from pytest_chaos.toxiproxy_container import ToxiproxyContainer
 
         container = ToxiproxyContainer(image or DEFAULT_TOXIPROXY_IMAGE, network, seed=seed)
         client = container.start()
         return ToxiproxyServer(backend, client, None, worker, container=container)
     raise BackendError(f"unknown backend {backend!r}; choose embedded, toxiproxy or container")
+
+
+def open_session_server(config: pytest.Config) -> ToxiproxyServer:
+    """The session's server for the `toxiproxy` fixture, with the proxies of `chaos_proxies`;
+    a server that cannot be had fails the fixture with the reason alone."""
+    from pytest_chaos._keys import config_key, process_key
+
+    settings = config.stash[config_key]
+    process = config.stash.get(process_key, None)
+    if settings.backend == "embedded" and process is None:
+        process = config.stash[process_key] = EngineProcess(settings.seed)
+    # pytest.fail() is called outside the except blocks, so that the report shows our message
+    # once, without "During handling of the above exception...".
+    problem: str | None = None
+    server: ToxiproxyServer | None = None
+    try:
+        server = open_server(
+            settings.backend,
+            settings.toxiproxy_url,
+            process,
+            getattr(config, "workerinput", {}).get("workerid"),
+            image=settings.toxiproxy_image,
+            network=settings.toxiproxy_network,
+            seed=settings.seed,
+        )
+    except BackendError as error:
+        problem = f"pytest-chaos: {error}"
+    if server is None:
+        pytest.fail(problem or "pytest-chaos: no Toxiproxy server", pytrace=False)
+    try:
+        if settings.proxies:
+            server.declare(settings.proxies)
+    except ToxiproxyError as error:
+        server.close()
+        problem = f"pytest-chaos: chaos_proxies: {error}"
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
+    return server

@@ -27,8 +27,8 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any
 
-from pytest_chaos.client import ProxyInfo, ToxiproxyClient, ToxiproxyError
-from pytest_chaos.engine_process import BackendError
+from pytest_chaos.backends import BackendError
+from pytest_chaos.backends.client import ProxyInfo, ToxiproxyClient, ToxiproxyError
 
 if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer

@@ -1,0 +1,236 @@
+"""What the engine saw, as typed objects: the one model of events, and its one parser.
+
+The engine's `GET /events` answers JSON (its HTTP API keeps that form); `parse_event` turns
+each into one of the classes below. `chaos.events()`, the timeline, the JSON report and the
+wire-side assertions all read these objects.
+
+Every event has `seq` (dense, increasing), `time` (`time.monotonic()` of the engine, the same
+clock as the test process's on Linux), `kind` and `proxy`. Connection events add
+`connection` (an id unique across the engine's proxies). An example, as `str()` prints it and
+as `to_json()` gives it::
+
+    redis#7 accepted from 127.0.0.1:53122
+    {"seq": 41, "time": 8312.004, "kind": "accepted", "proxy": "redis", "connection": 7,
+     "client": "127.0.0.1:53122"}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something the engine saw or did."""
+
+    seq: int
+    time: float
+    kind: str
+    proxy: str | None
+    kind_name: ClassVar[str] = ""
+
+    def __str__(self) -> str:
+        return f"{self.kind}{f' on {self.proxy}' if self.proxy else ''}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The engine's JSON form of this event."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ConnectionEvent(Event):
+    """An event of one client connection through a proxy."""
+
+    connection: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.proxy}#{self.connection}"
+
+
+@dataclass(frozen=True)
+class Accepted(ConnectionEvent):
+    """The proxy accepted a client connection (from `client`, `host:port`)."""
+
+    client: str | None = None
+    kind_name = "accepted"
+
+    def __str__(self) -> str:
+        return f"{self.label} accepted from {self.client}"
+
+
+@dataclass(frozen=True)
+class UpstreamConnected(ConnectionEvent):
+    """The proxy's dial to the upstream succeeded, after `dial_ms` milliseconds."""
+
+    upstream: str = ""
+    dial_ms: float | None = None
+    kind_name = "upstream_connected"
+
+    def __str__(self) -> str:
+        return f"{self.label} upstream {self.upstream} connected"
+
+
+@dataclass(frozen=True)
+class UpstreamFailed(ConnectionEvent):
+    """The proxy's dial to the upstream failed (`error`: the reason, e.g. connection
+    refused); the client's connection is then closed."""
+
+    upstream: str = ""
+    error: str = ""
+    kind_name = "upstream_failed"
+
+    def __str__(self) -> str:
+        return f"{self.label} upstream {self.upstream} failed: {self.error}"
+
+
+@dataclass(frozen=True)
+class ToxicsActive(ConnectionEvent):
+    """The toxics acting on this connection, by direction (those whose toxicity roll hit)."""
+
+    toxics: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    kind_name = "toxics_active"
+
+    def __str__(self) -> str:
+        active = ", ".join(f"{d}: {', '.join(n)}" for d, n in self.toxics.items() if n)
+        return f"{self.label} toxics active ({active})"
+
+
+@dataclass(frozen=True)
+class Data(ConnectionEvent):
+    """`bytes` bytes read by the proxy in one `direction` (`upstream`: client to server),
+    the first at `time`, the last at `until`."""
+
+    direction: str = ""
+    bytes: int = 0
+    until: float = 0.0
+    kind_name = "data"
+
+    def __post_init__(self) -> None:
+        if not self.until:
+            object.__setattr__(self, "until", self.time)
+
+    def __str__(self) -> str:
+        return f"{self.label} {self.bytes} B {self.direction}"
+
+
+@dataclass(frozen=True)
+class HalfClosed(ConnectionEvent):
+    """One `side` (client or server) sent a FIN; the other direction may go on."""
+
+    side: str = ""
+    kind_name = "half_closed"
+
+    def __str__(self) -> str:
+        return f"{self.label} {self.side} sent FIN"
+
+
+@dataclass(frozen=True)
+class Closed(ConnectionEvent):
+    """The connection ended: closed (or reset) `by` the client, the server or the proxy,
+    after `duration_ms`, with `bytes` in and out per direction."""
+
+    by: str = ""
+    reset: bool = False
+    duration_ms: float = 0.0
+    bytes: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    error: str | None = None
+    kind_name = "closed"
+
+    def bytes_in(self, direction: str) -> int:
+        return int(self.bytes.get(direction, {}).get("in", 0))
+
+    def __str__(self) -> str:
+        how = "reset" if self.reset else "closed"
+        return (
+            f"{self.label} {how} by {self.by}"
+            f" ({self.bytes_in('upstream')} B up, {self.bytes_in('downstream')} B down)"
+        )
+
+
+@dataclass(frozen=True)
+class ProxyChanged(Event):
+    """A proxy was created, updated or deleted (`kind` says which)."""
+
+    listen: str | None = None
+    upstream: str | None = None
+    enabled: bool | None = None
+
+    def __str__(self) -> str:
+        verb = self.kind.removeprefix("proxy_")
+        return f"proxy {self.proxy} {verb}"
+
+
+@dataclass(frozen=True)
+class ToxicChanged(Event):
+    """A toxic was added, updated or removed (`kind` says which); `toxic` is its JSON."""
+
+    toxic: Mapping[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        verb = self.kind.removeprefix("toxic_")
+        return f"toxic {self.toxic.get('name')} {verb} on {self.proxy}"
+
+
+@dataclass(frozen=True)
+class Other(Event):
+    """An event this version of the plugin has no class for (newer engine, or `reset`);
+    its fields are kept in `fields`."""
+
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "time": self.time,
+            "kind": self.kind,
+            "proxy": self.proxy,
+            **self.fields,
+        }
+
+
+CONNECTION_EVENTS: dict[str, type[ConnectionEvent]] = {
+    cls.kind_name: cls
+    for cls in (Accepted, UpstreamConnected, UpstreamFailed, ToxicsActive, Data, HalfClosed, Closed)
+}
+PROXY_KINDS = ("proxy_created", "proxy_updated", "proxy_deleted")
+TOXIC_KINDS = ("toxic_added", "toxic_updated", "toxic_removed")
+# Events that describe a connection and belong in a test's timeline; data is left out there.
+TIMELINE_KINDS = frozenset(CONNECTION_EVENTS) - {"data"}
+
+
+def parse_event(raw: Mapping[str, Any]) -> Event:
+    """One event of the engine's JSON as its typed object; unknown fields are ignored, unknown
+    kinds become `Other`."""
+    kind = str(raw["kind"])
+    common: dict[str, Any] = {
+        "seq": int(raw["seq"]),
+        "time": float(raw["time"]),
+        "kind": kind,
+        "proxy": raw.get("proxy"),
+    }
+    cls: type[Event] | None = CONNECTION_EVENTS.get(kind)
+    if cls is None and kind in PROXY_KINDS:
+        cls = ProxyChanged
+    elif cls is None and kind in TOXIC_KINDS:
+        cls = ToxicChanged
+    if cls is None or (issubclass(cls, ConnectionEvent) and raw.get("connection") is None):
+        extra = {k: v for k, v in raw.items() if k not in common}
+        return Other(**common, fields=extra)
+    names = {f.name for f in dataclasses.fields(cls)} - set(common)
+    values = {name: raw[name] for name in names if name in raw}
+    if cls is ToxicsActive:
+        values["toxics"] = {d: tuple(n) for d, n in (raw.get("toxics") or {}).items()}
+    return cls(**common, **values)
+
+
+def parse_events(raw: Iterable[Mapping[str, Any]]) -> list[Event]:
+    return [parse_event(event) for event in raw]
+
+
+def for_proxy(events: Iterable[Event], proxy: str | None) -> list[Event]:
+    """The events of `proxy` (all of them when None)."""
+    return [e for e in events if proxy is None or e.proxy == proxy]

@@ -196,10 +196,12 @@ def machine_info() -> dict[str, Any]:
 
 # ------------------------------------------------------------- 1a: direct fault overhead
 def bench_faults(url: str, upstream: str, settings: Settings) -> tuple[list[Row], dict[str, Any]]:
+    from pytest_chaos.apply import ToxicNames
+    from pytest_chaos.apply import apply_proxy_fault as apply_fault
+    from pytest_chaos.backends.client import ToxiproxyClient
     from pytest_chaos.backends.server import ToxiproxyServer
     from pytest_chaos.chaos import Chaos
-    from pytest_chaos.backends.client import ToxiproxyClient
-    from pytest_chaos.faults import Down, Fault, Latency, ToxicNames, apply_fault
+    from pytest_chaos.faults import Down, Fault, Latency
 
     client = ToxiproxyClient(url)
     try:
@@ -377,7 +379,7 @@ def pytest_configure(config):
         # What-if: the plugin launched the engine at pytest_configure instead of at
         # collection end. Same EngineProcess, same import of pytest_chaos.backends.server first.
         MARKS["configure"] = time.perf_counter()
-        from pytest_chaos.backends.server import EngineProcess
+        from pytest_chaos.backends.embedded import EngineProcess
 
         process = EngineProcess(1)
         process.launch()
@@ -631,8 +633,8 @@ def noverify_client_time(url: str) -> float:
 def bench_startup(
     supervisor: EngineSupervisor, workdir: Path, echo: EchoServer, settings: Settings
 ) -> tuple[list[Row], dict[str, Any]]:
-    from pytest_chaos.backends.server import EngineProcess
     from pytest_chaos.backends.client import ToxiproxyClient
+    from pytest_chaos.backends.embedded import EngineProcess
 
     directory = workdir / "startup"
     write_startup_project(directory)

@@ -22,8 +22,8 @@ from user_service import (
     count_active_sessions,
 )
 
-from pytest_chaos.chaos import Chaos
 from pytest_chaos.backends.client import ProxyInfo
+from pytest_chaos.chaos import Chaos
 
 ALICE = User(id=1, name="user 1", email="user1@example.com")
 # One cache timeout plus one database query (0.05 s), with room for a busy CI machine. A

@@ -18,8 +18,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pytest_chaos.backends.server import ToxiproxyServer
 from pytest_chaos.backends.client import ProxyInfo
+from pytest_chaos.backends.server import ToxiproxyServer
 from pytest_chaos.services import (
     RunningService,
     postgres_service,

@@ -196,10 +196,9 @@ def machine_info() -> dict[str, Any]:
 
 # ------------------------------------------------------------- 1a: direct fault overhead
 def bench_faults(url: str, upstream: str, settings: Settings) -> tuple[list[Row], dict[str, Any]]:
-    from pytest_chaos.apply import ToxicNames
     from pytest_chaos.apply import apply_proxy_fault as apply_fault
     from pytest_chaos.backends.client import ToxiproxyClient
-    from pytest_chaos.backends.server import ToxiproxyServer
+    from pytest_chaos.backends.server import ToxicNames, ToxiproxyServer
     from pytest_chaos.chaos import Chaos
     from pytest_chaos.faults import Down, Fault, Latency
 

@@ -19,6 +19,7 @@ from pytest_chaos.faults import Down, Fault, FaultError, RawToxic, ToxicFault
 
 if TYPE_CHECKING:
     from pytest_chaos.backends.client import ProxyInfo, ToxiproxyClient
+    from pytest_chaos.backends.server import ToxicNames
 
 
 @dataclass
@@ -63,33 +64,6 @@ def revert_errors() -> tuple[type[Exception], ...]:
 
     services = sys.modules.get("pytest_chaos.services.base")
     return (ToxiproxyError, services.ServiceError) if services is not None else (ToxiproxyError,)
-
-
-class ToxicNames:
-    """Unique toxic names, recognisable as the plugin's own (`chaos_<type>_<stream>_<n>`).
-
-    Numbered from 1 again in every test (`begin_test`), so that a test gets the same names,
-    and so the same seeded draws, alone or inside the whole suite. Under pytest-xdist the
-    worker id is part of the name (`chaos_gw0_latency_...`): workers sharing one external
-    Toxiproxy must not take, or remove, each other's toxics.
-    """
-
-    PREFIX = "chaos_"
-
-    def __init__(self, worker: str | None = None) -> None:
-        self._counter = 0
-        self._stem = f"{self.PREFIX}{worker}_" if worker else self.PREFIX
-        # (proxy, toxic name) of every name handed out, for the clean-up at session end.
-        self.issued: set[tuple[str, str]] = set()
-
-    def begin_test(self) -> None:
-        self._counter = 0
-
-    def next(self, proxy: str, toxic_type: str, stream: str) -> str:
-        self._counter += 1
-        name = f"{self._stem}{toxic_type}_{stream}_{self._counter}"
-        self.issued.add((proxy, name))
-        return name
 
 
 class Targets(Protocol):

@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, overload
 
-from pytest_chaos.apply import AppliedFault, ToxicNames, applier_for, known
+from pytest_chaos.apply import AppliedFault, applier_for, known
 from pytest_chaos.backends.client import FeatureUnavailable, ProxyInfo, ToxiproxyError
-from pytest_chaos.backends.server import ToxiproxyServer
+from pytest_chaos.backends.server import ToxicNames, ToxiproxyServer
 from pytest_chaos.events import Event, for_proxy, parse_events
 from pytest_chaos.faults import (
     Bandwidth,

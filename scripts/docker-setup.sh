@@ -30,8 +30,10 @@ if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; 
         give_up "Docker is not installed and there is no apt-get to install it with"
     fi
     echo "docker-setup: installing docker.io (log: $install_log)" >&2
-    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        --no-install-recommends docker.io; } >"$install_log" 2>&1; then
+    # shellcheck source=lib/apt.sh
+    . scripts/lib/apt.sh
+    if ! { apt_get update -qq && apt_get install -y -qq --no-install-recommends docker.io; } \
+        >"$install_log" 2>&1; then
         give_up "apt-get could not install docker.io ($(tail -n 1 "$install_log"))"
     fi
 fi

@@ -19,7 +19,9 @@ command -v memcached >/dev/null 2>&1 || missing+=(memcached)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+        # shellcheck source=lib/apt.sh
+        . scripts/lib/apt.sh
+        apt_get update -qq >/dev/null && apt_get install -y -qq "${missing[@]}" >/dev/null
     else
         echo "setup: please install ${missing[*]} (e.g. apt-get install ${missing[*]})" >&2
         exit 1

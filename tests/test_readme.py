@@ -31,6 +31,26 @@ def test_the_first_chaos_test_in_the_readme_passes(
     result.stdout.fnmatch_lines(["chaos: 3 faults injected in 3 tests (backend embedded, seed *)"])
 
 
+def test_the_readme_event_example_prints_what_it_says(
+    pytester: pytest.Pytester, redis_port: int
+) -> None:
+    text = README.read_text()
+    first = re.search(r"```python\n# test_cache.py\n(.*?)```", text, re.S)
+    events = re.search(r"```python\n(def test_one_connection\(chaos, cache\):.*?)```", text, re.S)
+    assert first is not None and events is not None, "the README lost its event example"
+    source = first.group(1).replace("6379", str(redis_port)) + "\n\n" + events.group(1)
+    pytester.makepyfile(test_cache=source)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s", "-k", "one_connection")
+    result.stdout.fnmatch_lines(
+        [
+            "*redis#* accepted from 127.0.0.1:*",
+            "{'seq': *, 'time': *, 'kind': 'accepted', 'proxy': 'redis', 'connection': *,"
+            " 'client': '127.0.0.1:*'}",
+        ]
+    )
+    result.assert_outcomes(passed=1)
+
+
 def test_the_readme_way_to_declare_your_own_service_works(pytester: pytest.Pytester) -> None:
     """The README's custom service (memcached), declared exactly as printed, started from the
     local binary, reached through its proxy, restarted, and gone at the end."""

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_chaos.apply import ToxicNames
 from pytest_chaos.backends import BackendError
 from pytest_chaos.backends.client import ProxyInfo, ToxiproxyClient, ToxiproxyError
 from pytest_chaos.backends.embedded import EngineProcess
@@ -22,6 +21,33 @@ if TYPE_CHECKING:
     from pytest_chaos.backends.container import ToxiproxyContainer
 
 __all__ = ["ToxiproxyServer", "open_server", "open_session_server"]
+
+
+class ToxicNames:
+    """Unique toxic names, recognisable as the plugin's own (`chaos_<type>_<stream>_<n>`).
+
+    Numbered from 1 again in every test (`begin_test`), so that a test gets the same names,
+    and so the same seeded draws, alone or inside the whole suite. Under pytest-xdist the
+    worker id is part of the name (`chaos_gw0_latency_...`): workers sharing one external
+    Toxiproxy must not take, or remove, each other's toxics.
+    """
+
+    PREFIX = "chaos_"
+
+    def __init__(self, worker: str | None = None) -> None:
+        self._counter = 0
+        self._stem = f"{self.PREFIX}{worker}_" if worker else self.PREFIX
+        # (proxy, toxic name) of every name handed out, for the clean-up at session end.
+        self.issued: set[tuple[str, str]] = set()
+
+    def begin_test(self) -> None:
+        self._counter = 0
+
+    def next(self, proxy: str, toxic_type: str, stream: str) -> str:
+        self._counter += 1
+        name = f"{self._stem}{toxic_type}_{stream}_{self._counter}"
+        self.issued.add((proxy, name))
+        return name
 
 
 class ToxiproxyServer:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from collections.abc import Iterator
 
 import httpx
+import psycopg
 import pytest
 import redis
 
@@ -27,6 +29,7 @@ from pytest_chaos.assertions import (
 from pytest_chaos.backends.client import ProxyInfo
 from pytest_chaos.chaos import Chaos
 from tests.assertions.helpers import BODY, assert_message, redis_client, wait_until
+from tests.plugin.local_services import LocalService, ServiceUnavailable, postgres_server
 
 BUDGET = 0.5
 HTTP_READ_TIMEOUT = 0.2
@@ -268,3 +271,34 @@ async def test_async_httpx_without_a_deadline_is_reported_then_cancelled(
     )
     # Cancelled once reported: the client closed its connection on the way out.
     assert wait_until(lambda: wire_connections(chaos, "web")[0].client_closed_at is not None)
+
+
+# --------------------------------------------------------------------------------- postgres
+@pytest.fixture(scope="module")
+def postgres_upstream() -> Iterator[LocalService]:
+    try:
+        with postgres_server() as server:
+            yield server
+    except ServiceUnavailable as missing:
+        pytest.skip(str(missing))
+
+
+def test_a_postgres_statement_timeout_counts_as_a_timeout(
+    chaos: Chaos, postgres_upstream: LocalService
+) -> None:
+    """PostgreSQL's statement_timeout ends a query with SQLSTATE 57014, which psycopg raises as
+    QueryCanceled: the server side of a timeout budget."""
+    proxy = chaos.proxy("postgres", upstream=postgres_upstream.address)
+    with psycopg.connect(
+        host=proxy.host,
+        port=proxy.port,
+        user="postgres",
+        dbname="test",
+        connect_timeout=5,
+        options="-c statement_timeout=200",
+    ) as connection:
+        outcome = assert_timeout_propagates(
+            lambda: connection.execute("SELECT pg_sleep(5)"), budget=BUDGET
+        )
+    assert isinstance(outcome.error, psycopg.errors.QueryCanceled)
+    assert outcome.elapsed < BUDGET + 0.25

@@ -54,6 +54,7 @@ class AppliedFault:
 
     @property
     def active(self) -> bool:
+        """True until the fault is reverted."""
         return self.reverted_at is None
 
 
@@ -70,22 +71,42 @@ class Targets(Protocol):
     """What appliers need of the test's `chaos` object."""
 
     @property
-    def client(self) -> ToxiproxyClient: ...
+    def client(self) -> ToxiproxyClient:
+        """The Toxiproxy API client of the session's server."""
+        ...
 
     @property
-    def toxic_names(self) -> ToxicNames: ...
+    def toxic_names(self) -> ToxicNames:
+        """Where the names of the plugin's toxics come from."""
+        ...
 
-    def service_for(self, fault: Down) -> ServiceControl: ...
+    def service_for(self, fault: Down) -> ServiceControl:
+        """The running service a process fault acts on (FaultError saying why there is none)."""
+        ...
 
 
 class ServiceControl(Protocol):
     """What a process fault needs of a service (RunningService has it)."""
 
-    def kill(self) -> None: ...
-    def terminate(self) -> None: ...
-    def stop(self) -> None: ...
-    def pause(self) -> None: ...
-    def ensure_serving(self) -> None: ...
+    def kill(self) -> None:
+        """SIGKILL it (docker kill)."""
+        ...
+
+    def terminate(self) -> None:
+        """SIGTERM it and wait until it has exited."""
+        ...
+
+    def stop(self) -> None:
+        """Stop it gracefully."""
+        ...
+
+    def pause(self) -> None:
+        """Freeze it (SIGSTOP, docker pause)."""
+        ...
+
+    def ensure_serving(self) -> None:
+        """Bring it back to serving (start it, or resume it), however it was left."""
+        ...
 
 
 class Applier(Protocol):
@@ -107,6 +128,8 @@ ApplierT = TypeVar("ApplierT", bound=Applier)
 
 
 def register_applier(*classes: type[Fault]) -> Callable[[ApplierT], ApplierT]:
+    """Register the decorated applier for every fault class in `classes`."""
+
     def add(applier: ApplierT) -> ApplierT:
         for cls in classes:
             APPLIERS[cls] = applier
@@ -116,6 +139,7 @@ def register_applier(*classes: type[Fault]) -> Callable[[ApplierT], ApplierT]:
 
 
 def applier_for(fault: Fault) -> Applier:
+    """The applier of `fault`'s class (or of its nearest base class that has one)."""
     for cls in type(fault).__mro__:
         applier = APPLIERS.get(cls)
         if applier is not None:
@@ -124,6 +148,7 @@ def applier_for(fault: Fault) -> Applier:
 
 
 def check_proxy_target(fault: Fault, proxies: dict[str, ProxyInfo]) -> None:
+    """Raise FaultError, naming the known proxies, if `fault`'s target is not one of them."""
     __tracebackhide__ = True
     if fault.target not in proxies:
         raise FaultError(
@@ -134,10 +159,11 @@ def check_proxy_target(fault: Fault, proxies: dict[str, ProxyInfo]) -> None:
 
 
 def known(proxies: dict[str, ProxyInfo]) -> str:
+    """The proxies' names for a message, sorted (`none` when there are none)."""
     return ", ".join(sorted(proxies)) or "none"
 
 
-class ProxyFaults:
+class ProxyFaults(Applier):
     """Toxics and proxy changes through the Toxiproxy API: every fault on a proxy."""
 
     def check_target(

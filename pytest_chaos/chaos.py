@@ -118,6 +118,7 @@ class Chaos:
 
     @property
     def toxic_names(self) -> ToxicNames:
+        """The session's toxic names (numbered from 1 again in every test)."""
         return self.server.toxic_names
 
     # -- proxies

@@ -69,6 +69,7 @@ def seed_option_claimed(parser: pytest.Parser, pluginmanager: pytest.PytestPlugi
 
 
 def add_options(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    """Register the `--chaos-*` options and their ini twins."""
     group = parser.getgroup("chaos", "chaos and resilience testing (pytest-chaos)")
     group.addoption(
         "--chaos-backend",
@@ -209,6 +210,7 @@ def resolve(config: pytest.Config, inherited_seed: int | None = None) -> ChaosCo
 
 
 def parse_image_lines(lines: list[str]) -> dict[str, str]:
+    """`chaos_images` lines (`name = image`) as a dict; UsageError for a line that is not one."""
     images: dict[str, str] = {}
     for line in lines:
         name, sep, image = (part.strip() for part in line.partition("="))
@@ -224,6 +226,8 @@ def parse_image_lines(lines: list[str]) -> dict[str, str]:
 
 
 def parse_proxy_lines(lines: list[str], ini: str = "chaos_proxies") -> dict[str, str]:
+    """`name = host:port` lines (`chaos_proxies`, `chaos_external`) as a dict; UsageError
+    for a line that is not one."""
     proxies: dict[str, str] = {}
     for line in lines:
         name, sep, upstream = line.partition("=")

@@ -48,6 +48,7 @@ class ConnectionEvent(Event):
 
     @property
     def label(self) -> str:
+        """`proxy#connection`, as the timeline names a connection."""
         return f"{self.proxy}#{self.connection}"
 
 
@@ -141,6 +142,7 @@ class Closed(ConnectionEvent):
     kind_name = "closed"
 
     def bytes_in(self, direction: str) -> int:
+        """Bytes the proxy read in `direction` (`upstream`: from the client) on this connection."""
         return int(self.bytes.get(direction, {}).get("in", 0))
 
     def __str__(self) -> str:
@@ -228,6 +230,7 @@ def parse_event(raw: Mapping[str, Any]) -> Event:
 
 
 def parse_events(raw: Iterable[Mapping[str, Any]]) -> list[Event]:
+    """Every event of the engine's JSON as its typed object (see `parse_event`)."""
     return [parse_event(event) for event in raw]
 
 

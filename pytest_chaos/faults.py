@@ -49,6 +49,8 @@ class Bound:
     whole: bool = True
 
     def allowed(self) -> str:
+        """What the option allows, for messages: "a whole number of milliseconds from 0 to
+        86400000"."""
         span = f"from {_number(self.minimum)} to {_number(self.maximum)}"
         if self.unit == "probability":
             return f"a probability {span}"
@@ -56,6 +58,7 @@ class Bound:
         return f"{kind} of {self.unit} {span}"
 
     def check(self, fault: str, option: str, value: object) -> None:
+        """Raise FaultError naming `fault`, `option` and what is allowed unless `value` fits."""
         valid_type = isinstance(value, int) if self.whole else isinstance(value, int | float)
         if (
             isinstance(value, bool)
@@ -175,6 +178,7 @@ class ToxicFault(Fault):
     toxic_type: ClassVar[str]
 
     def streams(self) -> tuple[str, ...]:
+        """The Toxiproxy streams the fault acts on (`both` is upstream and downstream)."""
         return ("upstream", "downstream") if self.stream == "both" else (self.stream,)
 
     def attributes(self) -> dict[str, int]:
@@ -343,6 +347,7 @@ class Down(Fault):
 
     @property
     def acts_on_process(self) -> bool:
+        """True for the modes that act on a service's process rather than on its proxy."""
         return self.mode in PROCESS_DOWN_MODES
 
 
@@ -386,6 +391,7 @@ def _default(f: dataclasses.Field[Any]) -> Any:
 
 
 def allowed_keywords(cls: type[Fault]) -> list[str]:
+    """The keyword arguments `cls` takes, in the order users write them."""
     return [f.name for f in ordered_fields(cls) if f.name != getattr(cls, "takes_any_keyword", "")]
 
 

@@ -24,6 +24,7 @@ class MarkedFault:
 
 
 def marker_names() -> tuple[str, ...]:
+    """The fault markers' names (one per fault kind)."""
     return tuple(FAULT_TYPES)
 
 
@@ -70,4 +71,5 @@ def restate_for_marker(marker: str, error: FaultError) -> str:
 
 
 def faults_of(marks: Iterable[tuple[str, tuple[Any, ...], Mapping[str, Any]]]) -> list[MarkedFault]:
+    """The faults of a test's fault markers (other markers are ignored), each with its `when`."""
     return [parse_marker(name, args, kwargs) for name, args, kwargs in marks if name in FAULT_TYPES]

@@ -35,6 +35,7 @@ class Exponential:
             raise ValueError(f"jitter must be one of {', '.join(JITTERS)}, got {self.jitter!r}")
 
     def bounds(self, retry: int) -> tuple[float, float]:
+        """The shortest and longest wait allowed before the `retry`-th retry (1: the first)."""
         try:
             base = self.initial * self.multiplier ** (retry - 1)
         except OverflowError:
@@ -123,6 +124,7 @@ class Fixed:
     wait: float
 
     def bounds(self, retry: int) -> tuple[float, float]:
+        """The shortest and longest wait allowed before the `retry`-th retry (1: the first)."""
         return self.wait, self.wait
 
     def __str__(self) -> str:
@@ -138,6 +140,7 @@ class Incrementing:
     cap: float | None = None
 
     def bounds(self, retry: int) -> tuple[float, float]:
+        """The shortest and longest wait allowed before the `retry`-th retry (1: the first)."""
         wait = max(0.0, self.start + self.increment * (retry - 1))
         if self.cap is not None:
             wait = min(wait, self.cap)

@@ -28,6 +28,7 @@ STATE_NAMES = {
 
 
 def normalise_state(name: str) -> str:
+    """A breaker state's name as the assertions use it: `closed`, `open` or `half-open`."""
     try:
         return STATE_NAMES[name.lower()]
     except KeyError:
@@ -55,19 +56,23 @@ class RetryRecorder:
     attempts: list[Attempt] = field(default_factory=list)
 
     def record_start(self, number: int) -> None:
+        """Note that an attempt started now."""
         self.attempts.append(Attempt(number, time.monotonic()))
 
     def record_end(self, error: BaseException | None) -> None:
+        """Note how the current attempt ended (None: it succeeded)."""
         if self.attempts and self.attempts[-1].ended_at is None:
             last = self.attempts[-1]
             last.ended_at = time.monotonic()
             last.error = _describe(error)
 
     def record_planned_wait(self, seconds: float) -> None:
+        """Note the wait the library announced before the next attempt."""
         if self.attempts:
             self.attempts[-1].planned_wait = seconds
 
     def start_times(self) -> list[float]:
+        """When each attempt started (`time.monotonic()`), in order."""
         return [attempt.started_at for attempt in self.attempts]
 
     def planned_waits(self) -> list[float]:
@@ -91,6 +96,7 @@ class TenacityRecorder(RetryRecorder):
         self._restore: Callable[[], None] | None = None
 
     def attach(self, target: Any) -> TenacityRecorder:
+        """Chain the recorder's callbacks onto the Retrying object's own."""
         retrying = _tenacity_retrying(target)
         original = (retrying.before, retrying.after, retrying.before_sleep)
         before, after, before_sleep = original
@@ -119,6 +125,7 @@ class TenacityRecorder(RetryRecorder):
         return self
 
     def detach(self) -> None:
+        """Give the Retrying object back its own callbacks."""
         if self._restore is not None:
             self._restore()
             self._restore = None
@@ -269,11 +276,13 @@ class BreakerRecorder:
     rejected: list[float] = field(default_factory=list)
 
     def record_transition(self, old: str, new: str) -> None:
+        """Note a state change of the breaker, now."""
         self.transitions.append(
             Transition(time.monotonic(), normalise_state(old), normalise_state(new))
         )
 
     def states(self) -> list[str]:
+        """The states the breaker went through, normalised, starting with its first."""
         return [self.initial_state, *(t.new for t in self.transitions)]
 
     def open_windows(self) -> list[tuple[float, float | None]]:

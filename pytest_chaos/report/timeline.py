@@ -38,6 +38,7 @@ class Timeline:
         return [(at - self.started_at, text) for at, text in rows]
 
     def render(self) -> str:
+        """The text a failing test shows: one line per fault change and connection event."""
         lines = [f"times from the start of the test; seed {self.seed}"]
         lines += [f"{offset:+9.3f}s  {text}" for offset, text in self.entries()]
         if self.note:
@@ -49,6 +50,7 @@ class Timeline:
     __str__ = render
 
     def to_json(self) -> dict[str, Any]:
+        """The record of `--chaos-report` and the JUnit `chaos` property."""
         return {
             "seed": self.seed,
             "faults": [

@@ -8,6 +8,7 @@ from typing import Any
 from pytest_chaos.engine.errors import PROXY_EXISTS, PROXY_NOT_FOUND, ApiError, bad_request
 from pytest_chaos.engine.events import EventLog
 from pytest_chaos.engine.proxy import Proxy
+from pytest_chaos.engine.tasks import TaskSet
 
 DEFAULT_LISTEN = "127.0.0.1:0"
 
@@ -38,9 +39,10 @@ def _same_listen(requested: str, bound: str) -> bool:
 class ProxyCollection:
     """All proxies of one engine, by name."""
 
-    def __init__(self, events: EventLog, seed: int | None) -> None:
+    def __init__(self, events: EventLog, seed: int | None, tasks: TaskSet) -> None:
         self.events = events
         self.seed = seed
+        self.tasks = tasks
         self.proxies: dict[str, Proxy] = {}
         self._connection_ids = itertools.count(1)
 
@@ -66,6 +68,7 @@ class ProxyCollection:
             upstream,
             events=self.events,
             seed=self.seed,
+            tasks=self.tasks,
             connection_ids=self._connection_ids,
         )
         if enabled is not False:

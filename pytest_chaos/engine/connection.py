@@ -16,7 +16,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from pytest_chaos.engine.link import Link
-from pytest_chaos.engine.tasks import spawn
 
 if TYPE_CHECKING:
     from pytest_chaos.engine.proxy import Proxy
@@ -64,7 +63,7 @@ class Connection:
         self.client = transport
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         self.record("accepted", client=_address(transport.get_extra_info("peername")))
-        spawn(self._connect_upstream(), name=f"dial {self.label}")
+        self.proxy.tasks.spawn(self._connect_upstream(), name=f"dial {self.label}")
 
     async def _connect_upstream(self) -> None:
         loop = asyncio.get_running_loop()

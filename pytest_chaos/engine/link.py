@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pytest_chaos.engine.stream import Chunk, EndOfStream, Item
-from pytest_chaos.engine.tasks import spawn
 from pytest_chaos.engine.toxics import Toxic
 
 if TYPE_CHECKING:
@@ -75,7 +74,8 @@ class Stage:
 
     def start(self) -> None:
         if self.memory.active:
-            self.task = spawn(self._run(), name=f"toxic {self.setting.name} {self.link.label}")
+            name = f"toxic {self.setting.name} {self.link.label}"
+            self.task = self.link.connection.proxy.tasks.spawn(self._run(), name=name)
 
     async def _run(self) -> None:
         await self.setting.toxic.pipe(self)

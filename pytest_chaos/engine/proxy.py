@@ -12,6 +12,7 @@ from pytest_chaos.engine.connection import Connection, SideProtocol
 from pytest_chaos.engine.errors import ApiError
 from pytest_chaos.engine.events import EventLog
 from pytest_chaos.engine.link import ToxicSetting
+from pytest_chaos.engine.tasks import TaskSet
 from pytest_chaos.engine.toxic_collection import ToxicCollection, ToxicSpec
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ class Proxy:
         *,
         events: EventLog,
         seed: int | None,
+        tasks: TaskSet,
         connection_ids: Iterator[int],
     ) -> None:
         self.name = name
@@ -40,6 +42,7 @@ class Proxy:
         self.enabled = False
         self.events = events
         self.seed = seed
+        self.tasks = tasks
         self.toxics = ToxicCollection()
         self.connections: set[Connection] = set()
         self._server: asyncio.AbstractServer | None = None

@@ -101,8 +101,10 @@ async def version(request: web.Request) -> web.Response:
 
 
 async def list_proxies(request: web.Request) -> web.Response:
-    proxies = request.app[COLLECTION].proxies
-    return json_response({name: proxy.to_json() for name, proxy in proxies.items()})
+    collection = request.app[COLLECTION]
+    async with collection.lock:
+        listing = {name: proxy.to_json() for name, proxy in collection.proxies.items()}
+    return json_response(listing)
 
 
 async def create_proxy(request: web.Request) -> web.Response:
@@ -123,7 +125,10 @@ async def populate(request: web.Request) -> web.Response:
 
 
 async def show_proxy(request: web.Request) -> web.Response:
-    return json_response(request.app[COLLECTION].get(request.match_info["proxy"]).to_json())
+    collection = request.app[COLLECTION]
+    async with collection.lock:
+        shown = collection.get(request.match_info["proxy"]).to_json()
+    return json_response(shown)
 
 
 async def update_proxy(request: web.Request) -> web.Response:
@@ -140,32 +145,42 @@ async def delete_proxy(request: web.Request) -> web.Response:
 
 
 async def list_toxics(request: web.Request) -> web.Response:
-    proxy = request.app[COLLECTION].get(request.match_info["proxy"])
-    return json_response([spec.to_json() for spec in proxy.toxics.listing()])
+    collection = request.app[COLLECTION]
+    async with collection.lock:
+        proxy = collection.get(request.match_info["proxy"])
+        listing = [spec.to_json() for spec in proxy.toxics.listing()]
+    return json_response(listing)
 
 
 async def create_toxic(request: web.Request) -> web.Response:
-    proxy = request.app[COLLECTION].get(request.match_info["proxy"])
-    spec = proxy.add_toxic(await read_object(request))
+    collection = request.app[COLLECTION]
+    name = request.match_info["proxy"]
+    collection.get(name)  # As upstream: an unknown proxy is a 404 even when the body is bad.
+    spec = await collection.add_toxic(name, await read_object(request))
     return json_response(spec.to_json())
 
 
 async def show_toxic(request: web.Request) -> web.Response:
-    proxy = request.app[COLLECTION].get(request.match_info["proxy"])
-    return json_response(proxy.toxics.get(request.match_info["toxic"]).to_json())
+    collection = request.app[COLLECTION]
+    async with collection.lock:
+        proxy = collection.get(request.match_info["proxy"])
+        shown = proxy.toxics.get(request.match_info["toxic"]).to_json()
+    return json_response(shown)
 
 
 async def update_toxic(request: web.Request) -> web.Response:
-    proxy = request.app[COLLECTION].get(request.match_info["proxy"])
+    collection = request.app[COLLECTION]
+    proxy_name = request.match_info["proxy"]
     name = request.match_info["toxic"]
-    proxy.toxics.get(name)  # As upstream: an unknown toxic is a 404 even when the body is bad.
-    spec = proxy.update_toxic(name, await read_object(request))
+    # As upstream: an unknown proxy or toxic is a 404 even when the body is bad.
+    collection.get(proxy_name).toxics.get(name)
+    spec = await collection.update_toxic(proxy_name, name, await read_object(request))
     return json_response(spec.to_json())
 
 
 async def delete_toxic(request: web.Request) -> web.Response:
-    proxy = request.app[COLLECTION].get(request.match_info["proxy"])
-    proxy.remove_toxic(request.match_info["toxic"])
+    collection = request.app[COLLECTION]
+    await collection.remove_toxic(request.match_info["proxy"], request.match_info["toxic"])
     return empty()
 
 

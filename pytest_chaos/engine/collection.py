@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from typing import Any
 
@@ -9,6 +10,7 @@ from pytest_chaos.engine.errors import PROXY_EXISTS, PROXY_NOT_FOUND, ApiError, 
 from pytest_chaos.engine.events import EventLog
 from pytest_chaos.engine.proxy import Proxy
 from pytest_chaos.engine.tasks import TaskSet
+from pytest_chaos.engine.toxic_collection import ToxicSpec
 
 DEFAULT_LISTEN = "127.0.0.1:0"
 
@@ -37,13 +39,22 @@ def _same_listen(requested: str, bound: str) -> bool:
 
 
 class ProxyCollection:
-    """All proxies of one engine, by name."""
+    """All proxies of one engine, by name.
+
+    Every change goes through one lock, held from the checks to the end of the change (binding
+    and closing listeners included), so concurrent API clients see the outcomes upstream's
+    mutex gives: one create of a name wins and the others get 409 before binding anything;
+    a reset never sees the set of proxies change under it. Reads wait for the lock too, so
+    they never see a change half done (a proxy being moved shows its old or its new listen).
+    Request bodies are read before the lock is taken: a slow client cannot stall the others.
+    """
 
     def __init__(self, events: EventLog, seed: int | None, tasks: TaskSet) -> None:
         self.events = events
         self.seed = seed
         self.tasks = tasks
         self.proxies: dict[str, Proxy] = {}
+        self.lock = asyncio.Lock()
         self._connection_ids = itertools.count(1)
 
     def get(self, name: str) -> Proxy:
@@ -52,7 +63,12 @@ class ProxyCollection:
         except KeyError:
             raise ApiError(404, PROXY_NOT_FOUND) from None
 
-    async def create(self, body: object, *, position: int | None = None) -> Proxy:
+    # -- proxies
+    async def create(self, body: object) -> Proxy:
+        async with self.lock:
+            return await self._create(body)
+
+    async def _create(self, body: object, *, position: int | None = None) -> Proxy:
         name, listen, upstream, enabled = _proxy_fields(body)
         for field, value in (("name", name), ("upstream", upstream)):
             if not value:
@@ -84,30 +100,35 @@ class ProxyCollection:
         return proxy
 
     async def update(self, name: str, body: object) -> Proxy:
-        proxy = self.get(name)
-        _, listen, upstream, enabled = _proxy_fields(body)
-        moved = (listen is not None and not _same_listen(listen, proxy.listen)) or (
-            upstream is not None and upstream != proxy.upstream
-        )
-        want_enabled = proxy.enabled if enabled is None else enabled
-        if moved or not want_enabled:
-            await proxy.stop()
-        if listen is not None and moved:
-            proxy.listen = listen
-        if upstream is not None:
-            proxy.upstream = upstream
-        if want_enabled:
-            await proxy.start()
-        self.events.record(
-            "proxy_updated",
-            proxy=name,
-            listen=proxy.listen,
-            upstream=proxy.upstream,
-            enabled=proxy.enabled,
-        )
-        return proxy
+        async with self.lock:
+            proxy = self.get(name)
+            _, listen, upstream, enabled = _proxy_fields(body)
+            moved = (listen is not None and not _same_listen(listen, proxy.listen)) or (
+                upstream is not None and upstream != proxy.upstream
+            )
+            want_enabled = proxy.enabled if enabled is None else enabled
+            if moved or not want_enabled:
+                await proxy.stop()
+            if listen is not None and moved:
+                proxy.listen = listen
+            if upstream is not None:
+                proxy.upstream = upstream
+            if want_enabled:
+                await proxy.start()
+            self.events.record(
+                "proxy_updated",
+                proxy=name,
+                listen=proxy.listen,
+                upstream=proxy.upstream,
+                enabled=proxy.enabled,
+            )
+            return proxy
 
     async def delete(self, name: str) -> None:
+        async with self.lock:
+            await self._delete(name)
+
+    async def _delete(self, name: str) -> None:
         proxy = self.get(name)
         del self.proxies[name]
         await proxy.stop()
@@ -122,31 +143,47 @@ class ProxyCollection:
             for field, value in (("name", name), ("upstream", upstream)):
                 if not value:
                     raise ApiError(400, f"missing required field: {field} at proxy {position}")
-        done: list[Proxy] = []
-        for position, entry in enumerate(body, start=1):
-            existing = self.proxies.get(entry["name"])
-            try:
-                if existing is not None:
-                    listen = entry.get("listen") or DEFAULT_LISTEN
-                    if (
-                        _same_listen(listen, existing.listen)
-                        and entry["upstream"] == existing.upstream
-                    ):
-                        done.append(existing)
-                        continue
-                    await self.delete(existing.name)
-                done.append(await self.create(entry, position=position))
-            except ApiError as error:
-                return done, error
-        return done, None
+        async with self.lock:
+            done: list[Proxy] = []
+            for position, entry in enumerate(body, start=1):
+                existing = self.proxies.get(entry["name"])
+                try:
+                    if existing is not None:
+                        listen = entry.get("listen") or DEFAULT_LISTEN
+                        if (
+                            _same_listen(listen, existing.listen)
+                            and entry["upstream"] == existing.upstream
+                        ):
+                            done.append(existing)
+                            continue
+                        await self._delete(existing.name)
+                    done.append(await self._create(entry, position=position))
+                except ApiError as error:
+                    return done, error
+            return done, None
 
     async def reset(self) -> None:
         """Re-enable every proxy and remove every toxic."""
-        for proxy in self.proxies.values():
-            proxy.remove_all_toxics()
-            await proxy.start()
-        self.events.record("reset")
+        async with self.lock:
+            for proxy in list(self.proxies.values()):
+                proxy.remove_all_toxics()
+                await proxy.start()
+            self.events.record("reset")
+
+    # -- toxics
+    async def add_toxic(self, proxy_name: str, body: dict[str, Any]) -> ToxicSpec:
+        async with self.lock:
+            return self.get(proxy_name).add_toxic(body)
+
+    async def update_toxic(self, proxy_name: str, name: str, body: dict[str, Any]) -> ToxicSpec:
+        async with self.lock:
+            return self.get(proxy_name).update_toxic(name, body)
+
+    async def remove_toxic(self, proxy_name: str, name: str) -> None:
+        async with self.lock:
+            self.get(proxy_name).remove_toxic(name)
 
     async def close(self) -> None:
-        for proxy in list(self.proxies.values()):
-            await proxy.stop()
+        async with self.lock:
+            for proxy in list(self.proxies.values()):
+                await proxy.stop()

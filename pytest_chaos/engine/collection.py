@@ -8,6 +8,7 @@ from typing import Any
 
 from pytest_chaos.engine.errors import PROXY_EXISTS, PROXY_NOT_FOUND, ApiError, bad_request
 from pytest_chaos.engine.events import EventLog
+from pytest_chaos.engine.names import check_name, check_text
 from pytest_chaos.engine.proxy import Proxy
 from pytest_chaos.engine.tasks import TaskSet
 from pytest_chaos.engine.toxic_collection import ToxicSpec
@@ -23,15 +24,31 @@ def _field(body: dict[str, Any], key: str, kind: type, kind_name: str) -> Any:
     return value
 
 
-def _proxy_fields(body: object) -> tuple[str | None, str | None, str | None, bool | None]:
+def _proxy_fields(
+    body: object, where: str = ""
+) -> tuple[str | None, str | None, str | None, bool | None]:
     if not isinstance(body, dict):
         raise bad_request("a proxy must be a JSON object")
-    return (
-        _field(body, "name", str, "a string"),
-        _field(body, "listen", str, "a string"),
-        _field(body, "upstream", str, "a string"),
-        _field(body, "enabled", bool, "true or false"),
-    )
+    name = _field(body, "name", str, "a string")
+    listen = _field(body, "listen", str, "a string")
+    upstream = _field(body, "upstream", str, "a string")
+    for field, value in (("listen", listen), ("upstream", upstream)):
+        if value is not None:
+            check_text(value, field, where)
+    return name, listen, upstream, _field(body, "enabled", bool, "true or false")
+
+
+def _required_fields(body: object, position: int | None = None) -> tuple[str, str]:
+    """The name and upstream of a proxy to create; a 400 when one is missing or unusable."""
+    where = "" if position is None else f" at proxy {position}"
+    name, _, upstream, _ = _proxy_fields(body, where)
+    for field, value in (("name", name), ("upstream", upstream)):
+        if not value:
+            raise ApiError(400, f"missing required field: {field}{where}")
+    assert name is not None
+    assert upstream is not None
+    check_name(name, "proxy name", where)
+    return name, upstream
 
 
 def _same_listen(requested: str, bound: str) -> bool:
@@ -69,13 +86,8 @@ class ProxyCollection:
             return await self._create(body)
 
     async def _create(self, body: object, *, position: int | None = None) -> Proxy:
-        name, listen, upstream, enabled = _proxy_fields(body)
-        for field, value in (("name", name), ("upstream", upstream)):
-            if not value:
-                where = "" if position is None else f" at proxy {position}"
-                raise ApiError(400, f"missing required field: {field}{where}")
-        assert name is not None
-        assert upstream is not None
+        name, upstream = _required_fields(body, position)
+        _, listen, _, enabled = _proxy_fields(body)
         if name in self.proxies:
             raise ApiError(409, PROXY_EXISTS)
         proxy = Proxy(
@@ -139,10 +151,7 @@ class ProxyCollection:
         if not isinstance(body, list):
             raise bad_request("populate expects a JSON array of proxies")
         for position, entry in enumerate(body, start=1):
-            name, _, upstream, _ = _proxy_fields(entry)
-            for field, value in (("name", name), ("upstream", upstream)):
-                if not value:
-                    raise ApiError(400, f"missing required field: {field} at proxy {position}")
+            _required_fields(entry, position)
         async with self.lock:
             done: list[Proxy] = []
             for position, entry in enumerate(body, start=1):

@@ -152,7 +152,7 @@ class Connection:
         if self._first_fin is None:
             self._first_fin = side
         # Bytes read before the FIN are reported before it.
-        link.flush_data_report()
+        link.close_data_run()
         self.record("half_closed", side=side)
         link.feed_eof()
 
@@ -202,7 +202,7 @@ class Connection:
             return
         self.closed = True
         for link in self.links.values():
-            link.flush_data_report()
+            link.close_data_run()
             link.stop()
         for transport in (self.client, self.server):
             if transport is not None:
@@ -225,7 +225,7 @@ class Connection:
     def record(self, kind: str, **fields: Any) -> None:
         self.proxy.events.record(kind, proxy=self.proxy.name, connection=self.id, **fields)
 
-    def record_data(self, direction: str, size: int, *, at: float) -> None:
+    def record_data(self, direction: str, size: int, *, at: float, until: float) -> None:
         self.proxy.events.record(
             "data",
             proxy=self.proxy.name,
@@ -233,6 +233,7 @@ class Connection:
             connection=self.id,
             direction=direction,
             bytes=size,
+            until=until,
         )
 
 

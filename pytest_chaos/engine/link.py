@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 # Pause reading from the source once this many bytes wait inside the toxic chain.
 PIPELINE_HIGH_WATER = 4 * 1024 * 1024
 PIPELINE_LOW_WATER = 1024 * 1024
-# Coalesce "data" events: at most one per link in this many seconds.
-DATA_EVENT_INTERVAL = 0.05
+# A "data" event covers the reads of one link within this many seconds of the run's first one.
+DATA_RUN_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -175,19 +175,24 @@ class Link:
         self._in_pipeline = 0
         self._destination_full = False
         self._reading_paused = False
-        self._unreported = 0
-        self._last_data_event = -1.0
-        self._last_chunk_at = 0.0
+        # The current data run: bytes read but not yet in a "data" event, first and last read.
+        self._run_bytes = 0
+        self._run_first = 0.0
+        self._run_last = 0.0
 
     # -- input from the source side
     def feed(self, data: bytes) -> None:
         size = len(data)
         self.bytes_in += size
-        self._unreported += size
         now = time.monotonic()
-        self._last_chunk_at = now
-        if now - self._last_data_event >= DATA_EVENT_INTERVAL:
-            self._report_data(now)
+        if self._run_bytes and now - self._run_first < DATA_RUN_SECONDS:
+            self._run_bytes += size
+            self._run_last = now
+        else:
+            self.close_data_run()
+            self.connection.proxy.events.run_opened(self)
+            self._run_bytes = size
+            self._run_first = self._run_last = now
         if self.stages:
             self._in_pipeline += size
             self.stages[0].put(Chunk(data, now))
@@ -202,11 +207,6 @@ class Link:
             self.stages[0].put(EndOfStream(time.monotonic()))
         else:
             self.finish()
-
-    def _report_data(self, now: float) -> None:
-        self._last_data_event = now
-        self.connection.record_data(self.direction, self._unreported, at=self._last_chunk_at)
-        self._unreported = 0
 
     # -- output to the destination side
     def write(self, data: bytes, *, from_pipeline: bool) -> None:
@@ -229,13 +229,18 @@ class Link:
         if self.finished:
             return
         self.finished = True
-        self.flush_data_report()
+        self.close_data_run()
         self.connection.link_finished(self)
 
-    def flush_data_report(self) -> None:
-        """Report bytes not yet in a data event, stamped when the last of them arrived."""
-        if self._unreported:
-            self._report_data(time.monotonic())
+    def close_data_run(self) -> None:
+        """Record the bytes read since the last data event, if any (see `events`)."""
+        if not self._run_bytes:
+            return
+        self.connection.record_data(
+            self.direction, self._run_bytes, at=self._run_first, until=self._run_last
+        )
+        self._run_bytes = 0
+        self.connection.proxy.events.run_closed(self)
 
     # -- flow control: stop reading while the destination or the chain is full
     def destination_full(self, full: bool) -> None:

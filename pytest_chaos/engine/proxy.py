@@ -200,6 +200,9 @@ class Proxy:
     def _toxics_changed(self) -> None:
         # Never awaits: a dead peer cannot hang the API (an upstream bug we do not copy).
         for connection in list(self.connections):
+            # Bytes read before the change are recorded before it.
+            for link in connection.links.values():
+                link.close_data_run()
             connection.apply_toxics()
 
     def to_json(self) -> dict[str, Any]:

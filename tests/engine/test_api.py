@@ -795,9 +795,9 @@ LATENCY_RANGE = "must be between 0 and 86400000 (ms)"
             "bad request body: attribute average_size of slicer must be at least 1 (bytes)",
         ),
         (
-            b'{"type": "slicer", "attributes": {"average_size": 10, "size_variation": 10}}',
-            "bad request body: attribute size_variation of slicer must be smaller than"
-            " average_size (bytes)",
+            b'{"type": "slicer", "attributes": {"average_size": 10, "size_variation": 11}}',
+            "bad request body: attribute size_variation of slicer must be at most"
+            " average_size (10) (bytes), got 11",
         ),
     ],
 )
@@ -939,16 +939,20 @@ def test_update_slicer_checks_the_merged_attributes(api: httpx.Client, echo: str
     add_toxic(api, "p", type="slicer", attributes={"average_size": 10, "size_variation": 5})
 
     response = api.patch("/proxies/p/toxics/slicer_downstream", json={"attributes": {"x": 1}})
-    too_varied = api.patch(
+    as_varied = api.patch(
         "/proxies/p/toxics/slicer_downstream", json={"attributes": {"average_size": 5}}
+    )
+    too_varied = api.patch(
+        "/proxies/p/toxics/slicer_downstream", json={"attributes": {"average_size": 4}}
     )
 
     assert response.json()["attributes"] == {"average_size": 10, "size_variation": 5, "delay": 0}
+    assert as_varied.json()["attributes"] == {"average_size": 5, "size_variation": 5, "delay": 0}
     assert_error(
         too_varied,
         400,
-        "bad request body: attribute size_variation of slicer must be smaller than average_size"
-        " (bytes)",
+        "bad request body: attribute size_variation of slicer must be at most average_size (4)"
+        " (bytes), got 5",
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 
@@ -23,8 +24,11 @@ def join_host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def resolve_listen_host(host: str) -> str:
-    """One concrete address to bind: `localhost` means 127.0.0.1, empty means all interfaces."""
+async def resolve_listen_host(host: str) -> str:
+    """One concrete address to bind: `localhost` means 127.0.0.1, empty means all interfaces.
+
+    A name is resolved without blocking the event loop (the loop's resolver runs in a thread).
+    """
     if host in ("", "0.0.0.0", "::"):
         return host
     if host == "localhost":
@@ -35,5 +39,6 @@ def resolve_listen_host(host: str) -> str:
     except OSError:
         pass
     # A name: bind the first address it resolves to, never several with different ports.
-    infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     return str(infos[0][4][0])

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
+import re
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,7 +14,7 @@ from aiohttp import web
 
 from pytest_chaos.engine.collection import ProxyCollection
 from pytest_chaos.engine.errors import ApiError, bad_request
-from pytest_chaos.engine.events import EventLog
+from pytest_chaos.engine.events import Event, EventLog, select
 
 TOXIPROXY_VERSION = "2.12.0"
 REQUEST_ID_HEADER = "X-Toxiproxy-Request-Id"
@@ -77,7 +80,7 @@ _request_ids = itertools.count(1)
 
 @web.middleware
 async def toxiproxy_conventions(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Upstream's browser guard, request ids, plain-text 404 and empty 405."""
+    """Upstream's browser guard, error bodies, plain-text 404 and empty 405."""
     try:
         if request.headers.get("User-Agent", "").startswith("Mozilla/"):
             # A guard against web pages driving the API through the user's browser.
@@ -90,8 +93,12 @@ async def toxiproxy_conventions(request: web.Request, handler: Handler) -> web.S
         response = web.Response(status=404, text="404 page not found\n")
     except web.HTTPMethodNotAllowed:
         response = web.Response(status=405)
-    response.headers[REQUEST_ID_HEADER] = str(next(_request_ids))
     return response
+
+
+async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """Every response gets a request id, streamed ones too (set before their headers go)."""
+    response.headers[REQUEST_ID_HEADER] = str(next(_request_ids))
 
 
 # -- handlers
@@ -101,8 +108,10 @@ async def version(request: web.Request) -> web.Response:
 
 
 async def list_proxies(request: web.Request) -> web.Response:
-    proxies = request.app[COLLECTION].proxies
-    return json_response({name: proxy.to_json() for name, proxy in proxies.items()})
+    collection = request.app[COLLECTION]
+    async with collection.lock:
+        listing = {name: proxy.to_json() for name, proxy in collection.proxies.items()}
+    return json_response(listing)
 
 
 async def create_proxy(request: web.Request) -> web.Response:
@@ -123,7 +132,10 @@ async def populate(request: web.Request) -> web.Response:
 
 
 async def show_proxy(request: web.Request) -> web.Response:
-    return json_response(request.app[COLLECTION].get(request.match_info["proxy"]).to_json())
+    collection = request.app[COLLECTION]
+    async with collection.lock:
+        shown = collection.get(request.match_info["proxy"]).to_json()
+    return json_response(shown)
 
 
 async def update_proxy(request: web.Request) -> web.Response:
@@ -140,32 +152,42 @@ async def delete_proxy(request: web.Request) -> web.Response:
 
 
 async def list_toxics(request: web.Request) -> web.Response:
-    proxy = request.app[COLLECTION].get(request.match_info["proxy"])
-    return json_response([spec.to_json() for spec in proxy.toxics.listing()])
+    collection = request.app[COLLECTION]
+    async with collection.lock:
+        proxy = collection.get(request.match_info["proxy"])
+        listing = [spec.to_json() for spec in proxy.toxics.listing()]
+    return json_response(listing)
 
 
 async def create_toxic(request: web.Request) -> web.Response:
-    proxy = request.app[COLLECTION].get(request.match_info["proxy"])
-    spec = proxy.add_toxic(await read_object(request))
+    collection = request.app[COLLECTION]
+    name = request.match_info["proxy"]
+    collection.get(name)  # As upstream: an unknown proxy is a 404 even when the body is bad.
+    spec = await collection.add_toxic(name, await read_object(request))
     return json_response(spec.to_json())
 
 
 async def show_toxic(request: web.Request) -> web.Response:
-    proxy = request.app[COLLECTION].get(request.match_info["proxy"])
-    return json_response(proxy.toxics.get(request.match_info["toxic"]).to_json())
+    collection = request.app[COLLECTION]
+    async with collection.lock:
+        proxy = collection.get(request.match_info["proxy"])
+        shown = proxy.toxics.get(request.match_info["toxic"]).to_json()
+    return json_response(shown)
 
 
 async def update_toxic(request: web.Request) -> web.Response:
-    proxy = request.app[COLLECTION].get(request.match_info["proxy"])
+    collection = request.app[COLLECTION]
+    proxy_name = request.match_info["proxy"]
     name = request.match_info["toxic"]
-    proxy.toxics.get(name)  # As upstream: an unknown toxic is a 404 even when the body is bad.
-    spec = proxy.update_toxic(name, await read_object(request))
+    # As upstream: an unknown proxy or toxic is a 404 even when the body is bad.
+    collection.get(proxy_name).toxics.get(name)
+    spec = await collection.update_toxic(proxy_name, name, await read_object(request))
     return json_response(spec.to_json())
 
 
 async def delete_toxic(request: web.Request) -> web.Response:
-    proxy = request.app[COLLECTION].get(request.match_info["proxy"])
-    proxy.remove_toxic(request.match_info["toxic"])
+    collection = request.app[COLLECTION]
+    await collection.remove_toxic(request.match_info["proxy"], request.match_info["toxic"])
     return empty()
 
 
@@ -190,20 +212,65 @@ async def set_seed(request: web.Request) -> web.Response:
     return empty()
 
 
-async def events(request: web.Request) -> web.Response:
-    """Extension: what the engine saw. `?since=SEQ` returns only newer events."""
+# /events answers are written in batches of this many events, yielding to the loop in between,
+# so that a large answer (100,000 events are about 14 MB of JSON) never stalls the proxies.
+EVENTS_BATCH = 500
+QUERY_NUMBER = re.compile(r"-?[0-9]+")
+
+
+def _query_number(request: web.Request, name: str, minimum: int, meaning: str) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    value = minimum - 1
+    if QUERY_NUMBER.fullmatch(raw) is not None:
+        try:
+            value = int(raw)
+        except ValueError:
+            # More digits than Python converts (4,300): beyond any sequence number or count.
+            value = minimum - 1 if raw.startswith("-") else sys.maxsize
+    if value < minimum:
+        raise ApiError(
+            400,
+            f"query parameter {name} must be a whole number, {minimum} or more ({meaning}),"
+            f" got {raw!r}",
+        )
+    return value
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """Extension: what the engine saw (see `events` for the fields and the query)."""
     log = request.app[EVENTS]
-    try:
-        since = int(request.query.get("since", "0"))
-        limit = int(request.query["limit"]) if "limit" in request.query else None
-    except ValueError:
-        raise ApiError(400, "since and limit must be integers") from None
-    if limit is not None and limit < 1:
-        # A limit of 0 would return nothing yet report every event as seen.
-        raise ApiError(400, "limit must be at least 1")
-    selected = log.since(since, proxy=request.query.get("proxy"), limit=limit)
-    last = selected[-1]["seq"] if limit is not None and selected else log.last_seq
-    return json_response({"events": selected, "last_seq": last, "oldest_seq": log.oldest_seq})
+    since = _query_number(request, "since", 0, "the last_seq of the previous answer; 0: all")
+    limit = _query_number(request, "limit", 1, "the most events to answer with")
+    proxy = request.query.get("proxy")
+    # Every byte read so far is in a data event before the answer is chosen.
+    log.close_open_runs()
+    last_seq, oldest_seq = log.last_seq, log.oldest_seq
+    snapshot = log.snapshot(since or 0)
+    if len(snapshot) <= EVENTS_BATCH:
+        selected = list(select(snapshot, proxy=proxy, limit=limit))
+        if limit is not None and len(selected) == limit:
+            last_seq = selected[-1]["seq"]
+        payload = {"events": selected, "last_seq": last_seq, "oldest_seq": oldest_seq}
+        return json_response(payload)
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    await response.write(b'{"events": [')
+    chosen = select(snapshot, proxy=proxy, limit=limit)
+    written = 0
+    last_written: Event | None = None
+    while batch := list(itertools.islice(chosen, EVENTS_BATCH)):
+        text = json.dumps(batch)[1:-1]
+        await response.write((", " + text if written else text).encode())
+        written += len(batch)
+        last_written = batch[-1]
+        await asyncio.sleep(0)  # let the proxies run between batches
+    if limit is not None and written == limit and last_written is not None:
+        last_seq = last_written["seq"]
+    await response.write(f'], "last_seq": {last_seq}, "oldest_seq": {oldest_seq}}}\n'.encode())
+    await response.write_eof()
+    return response
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -220,6 +287,7 @@ def build_app(
     collection: ProxyCollection, events_log: EventLog, engine_version: str
 ) -> web.Application:
     app = web.Application(middlewares=[toxiproxy_conventions])
+    app.on_response_prepare.append(add_request_id)
     app[COLLECTION] = collection
     app[EVENTS] = events_log
     app[ENGINE_VERSION] = engine_version

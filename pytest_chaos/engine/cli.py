@@ -20,7 +20,6 @@ from pytest_chaos import __version__
 from pytest_chaos.engine.api import TOXIPROXY_VERSION
 from pytest_chaos.engine.errors import ApiError
 from pytest_chaos.engine.server import Engine, run_event_loop
-from pytest_chaos.engine.tasks import spawn
 
 PARENT_CHECK_SECONDS = 0.5
 
@@ -126,7 +125,7 @@ async def serve(args: argparse.Namespace) -> int:
     seed = "random" if args.seed is None else args.seed
     print(f"pytest-chaos engine {__version__} listening on {engine.url} (seed {seed})", flush=True)
     if args.exit_with_parent:
-        spawn(_stop_when_orphaned(os.getppid(), stop), name="parent watch")
+        engine.tasks.spawn(_stop_when_orphaned(os.getppid(), stop), name="parent watch")
     await stop.wait()
     await engine.stop()
     return 0

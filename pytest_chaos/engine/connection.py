@@ -16,7 +16,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from pytest_chaos.engine.link import Link
-from pytest_chaos.engine.tasks import spawn
 
 if TYPE_CHECKING:
     from pytest_chaos.engine.proxy import Proxy
@@ -64,7 +63,7 @@ class Connection:
         self.client = transport
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         self.record("accepted", client=_address(transport.get_extra_info("peername")))
-        spawn(self._connect_upstream(), name=f"dial {self.label}")
+        self.proxy.tasks.spawn(self._connect_upstream(), name=f"dial {self.label}")
 
     async def _connect_upstream(self) -> None:
         loop = asyncio.get_running_loop()
@@ -154,7 +153,7 @@ class Connection:
         if self._first_fin is None:
             self._first_fin = side
         # Bytes read before the FIN are reported before it.
-        link.flush_data_report()
+        link.close_data_run()
         self.record("half_closed", side=side)
         link.feed_eof()
 
@@ -204,7 +203,7 @@ class Connection:
             return
         self.closed = True
         for link in self.links.values():
-            link.flush_data_report()
+            link.close_data_run()
             link.stop()
         for transport in (self.client, self.server):
             if transport is not None:
@@ -227,7 +226,7 @@ class Connection:
     def record(self, kind: str, **fields: Any) -> None:
         self.proxy.events.record(kind, proxy=self.proxy.name, connection=self.id, **fields)
 
-    def record_data(self, direction: str, size: int, *, at: float) -> None:
+    def record_data(self, direction: str, size: int, *, at: float, until: float) -> None:
         self.proxy.events.record(
             "data",
             proxy=self.proxy.name,
@@ -235,6 +234,7 @@ class Connection:
             connection=self.id,
             direction=direction,
             bytes=size,
+            until=until,
         )
 
 

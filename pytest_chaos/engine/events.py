@@ -1,20 +1,75 @@
 """The record of what the engine saw: connections, dials, bytes, closes and fault changes.
 
-Events carry a sequence number (so a reader can ask only for what is new) and a
-`time.monotonic()` timestamp, which on Linux is the same clock in every process of the machine,
-so the test process can line events up with its own measurements.
+Served by `GET /events?since=SEQ&proxy=NAME&limit=N` as
+`{"events": [...], "last_seq": int, "oldest_seq": int}`: the events with a sequence number
+above `since` (default 0: all kept), of one proxy when `proxy` is given, at most `limit`.
+`last_seq` is the number to pass as `since` next time: the last event returned when `limit`
+cut the answer short, else the last event recorded. `oldest_seq` is the oldest event still
+kept (the log keeps the newest 100,000; older ones are dropped); a reader whose `since` is
+below `oldest_seq - 1` has missed events.
+
+Every event has these fields:
+
+- `seq` (int): 1, 2, 3... in the order events are recorded.
+- `time` (float): when it happened, in seconds of `time.monotonic()`, which on Linux is the
+  same clock in every process of the machine, so a test can line events up with its own
+  `time.monotonic()` readings.
+- `kind` (str): one of the kinds below.
+- `proxy` (str | null): the proxy's name; null for `reset`.
+
+Kinds and their other fields:
+
+- `proxy_created`, `proxy_updated`: `listen` (str, the bound address once listening),
+  `upstream` (str), `enabled` (bool).
+- `proxy_deleted`: none.
+- `reset`: none (every proxy re-enabled, every toxic removed; no `toxic_removed` events).
+- `toxic_added`, `toxic_updated`, `toxic_removed`: `toxic` (object): the toxic as the API shows
+  it (`attributes`, `name`, `type`, `stream`, `toxicity`).
+
+Connection events also carry `connection` (int): an id unique within the engine (across all
+its proxies), the same in every event of that connection.
+
+- `accepted`: `client` (str | null): the client's `host:port`.
+- `upstream_connected`: `upstream` (str), `dial_ms` (float): how long the dial took.
+- `upstream_failed`: `upstream` (str), `error` (str): the reason with its errno, e.g.
+  `"Connection refused (errno 111)"`. The client's connection is then closed with a FIN.
+- `toxics_active`: `toxics` (object): `{"upstream": [names], "downstream": [names]}`, the
+  toxics whose toxicity roll landed on this connection; only when there is at least one.
+- `data`: bytes read from one side. `direction` (str): `upstream` (client to server) or
+  `downstream` (server to client); `bytes` (int); `time`: when the first of these bytes
+  arrived; `until` (float): when the last of them arrived. One event covers a run of reads
+  of one direction lasting under 50 ms. A run is recorded when it ends, which is when a read
+  comes 50 ms or more after the run began, when that side sends its FIN, when the connection
+  closes, when the proxy's toxics change, and before any `GET /events` is answered. So an
+  answer holds every byte the engine had read before the request arrived, and a data event's
+  `seq` can come after events that happened later than its `time`: sort by `time` when the
+  order of happenings matters.
+- `half_closed`: `side` (str): `client` or `server`, the side that sent a FIN.
+- `closed`: `by` (str): `client`, `server`, `proxy`, `proxy: upstream dial failed`,
+  `proxy: timeout toxic removed` or `toxic NAME (REASON)`; `reset` (bool): closed with a TCP
+  RST; `duration_ms` (float); `bytes` (object): per direction `{"in": int, "out": int}`,
+  read and written (`{}` when the upstream dial failed); `error` (str, only when a socket error
+  or a failed dial closed it).
 """
 
 from __future__ import annotations
 
 import itertools
+import sys
 import time
 from collections import deque
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 Event = dict[str, Any]
 
 DEFAULT_CAPACITY = 100_000
+
+
+class OpenRun(Protocol):
+    """Something holding bytes not yet in a `data` event (a link's current run)."""
+
+    def close_data_run(self) -> None: ...
 
 
 class EventLog:
@@ -24,6 +79,7 @@ class EventLog:
         self._events: deque[Event] = deque(maxlen=capacity)
         self._sequence = itertools.count(1)
         self.last_seq = 0
+        self._open_runs: set[OpenRun] = set()
 
     def record(
         self, kind: str, proxy: str | None = None, *, at: float | None = None, **fields: Any
@@ -37,22 +93,38 @@ class EventLog:
         self.last_seq = seq
         return event
 
+    # -- data runs not recorded yet
+    def run_opened(self, run: OpenRun) -> None:
+        self._open_runs.add(run)
+
+    def run_closed(self, run: OpenRun) -> None:
+        self._open_runs.discard(run)
+
+    def close_open_runs(self) -> None:
+        """Record every pending data run, so that a reader sees every byte read until now."""
+        for run in list(self._open_runs):
+            run.close_data_run()
+
+    # -- reading
+    def snapshot(self, seq: int = 0) -> list[Event]:
+        """The events with a sequence number above `seq`, oldest first (references, no copies).
+
+        Recorded events are never changed afterwards, so the list can be read bit by bit.
+        """
+        events = self._events
+        if not events or seq >= self.last_seq:
+            return []
+        first = events[0]["seq"]
+        if seq < first:
+            return list(events)
+        # Sequence numbers are dense, so the first new event sits at a known offset.
+        return list(itertools.islice(events, seq - first + 1, None))
+
     def since(
         self, seq: int = 0, *, proxy: str | None = None, limit: int | None = None
     ) -> list[Event]:
         """Events with a sequence number above `seq`, oldest first, optionally for one proxy."""
-        events = self._events
-        if events and events[0]["seq"] <= seq:
-            # Sequence numbers are dense, so the first new event sits at a known offset.
-            start = seq - events[0]["seq"] + 1
-            selected: list[Event] = list(itertools.islice(events, start, None))
-        else:
-            selected = list(events)
-        if proxy is not None:
-            selected = [event for event in selected if event["proxy"] == proxy]
-        if limit is not None:
-            selected = selected[:limit]
-        return selected
+        return list(select(self.snapshot(seq), proxy=proxy, limit=limit))
 
     @property
     def oldest_seq(self) -> int:
@@ -60,3 +132,13 @@ class EventLog:
 
     def __len__(self) -> int:
         return len(self._events)
+
+
+def select(events: list[Event], *, proxy: str | None, limit: int | None) -> Iterator[Event]:
+    """The events of `proxy` (all when None), at most `limit` of them."""
+    chosen: Iterator[Event] = iter(events)
+    if proxy is not None:
+        chosen = (event for event in chosen if event["proxy"] == proxy)
+    if limit is not None:
+        chosen = itertools.islice(chosen, min(limit, sys.maxsize))
+    return chosen

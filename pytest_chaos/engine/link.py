@@ -13,6 +13,7 @@ stage's inbox, and a replaced (updated) stage hands them, in order, to its repla
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections import deque
@@ -21,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pytest_chaos.engine.stream import Chunk, EndOfStream, Item
-from pytest_chaos.engine.tasks import spawn
 from pytest_chaos.engine.toxics import Toxic
 
 if TYPE_CHECKING:
@@ -30,8 +30,10 @@ if TYPE_CHECKING:
 # Pause reading from the source once this many bytes wait inside the toxic chain.
 PIPELINE_HIGH_WATER = 4 * 1024 * 1024
 PIPELINE_LOW_WATER = 1024 * 1024
-# Coalesce "data" events: at most one per link in this many seconds.
-DATA_EVENT_INTERVAL = 0.05
+# A toxic working longer than this without waiting yields to the loop at its next wait.
+BUSY_SECONDS = 0.002
+# A "data" event covers the reads of one link within this many seconds of the run's first one.
+DATA_RUN_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,12 @@ class StageMemory:
 
 
 class Stage:
-    """One toxic on one link: its inbox, the item it holds, its task, and the next receiver."""
+    """One toxic on one link: its inbox, the item it holds, its task, and the next receiver.
+
+    This is the engine's `ToxicStub`. Its waits yield to the event loop whenever the toxic has
+    worked for `BUSY_SECONDS` without waiting, so no toxic (a 1-byte slicer with no delay, a
+    bandwidth toxic catching up) can stall the API and the other proxies.
+    """
 
     def __init__(self, link: Link, setting: ToxicSetting, memory: StageMemory) -> None:
         self.link = link
@@ -69,15 +76,20 @@ class Stage:
         self.state = memory.state
         self.next: Receiver = link.output
         self.inbox: deque[Item] = deque()
+        # The item taken from the inbox and not yet fully sent: `held.data[held_sent:]` is left.
         self.held: Item | None = None
+        self.held_sent = 0
         self._waiter: asyncio.Future[None] | None = None
+        self._busy_since = 0.0
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         if self.memory.active:
-            self.task = spawn(self._run(), name=f"toxic {self.setting.name} {self.link.label}")
+            name = f"toxic {self.setting.name} {self.link.label}"
+            self.task = self.link.connection.proxy.tasks.spawn(self._run(), name=name)
 
     async def _run(self) -> None:
+        self._busy_since = time.monotonic()
         await self.setting.toxic.pipe(self)
 
     # -- the side the previous stage (or the link's source) sees
@@ -91,32 +103,74 @@ class Stage:
             waiter.set_result(None)
 
     # -- the ToxicStub side, used by the toxic's pipe
+    def now(self) -> float:
+        return time.monotonic()
+
     async def receive(self) -> Item:
-        while not self.inbox:
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        item = self.inbox.popleft()
-        self.held = item
+        item = await self._next_item(math.inf)
+        assert item is not None  # no deadline: only an item ends the wait
         return item
 
+    async def receive_until(self, deadline: float) -> Item | None:
+        return await self._next_item(deadline)
+
+    async def _next_item(self, deadline: float) -> Item | None:
+        if self.inbox:
+            await self._yield_if_busy()
+        while not self.inbox:
+            if self.now() >= deadline:
+                return None
+            await self._wait_for_input(deadline)
+        item = self.inbox.popleft()
+        self.held = item
+        self.held_sent = 0
+        return item
+
+    async def _wait_for_input(self, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = None
+        if deadline != math.inf:
+            # Timers may fire up to a millisecond early (uvloop rounds them): callers re-check.
+            timer = loop.call_later(max(0.0, deadline - self.now()), _wake, waiter)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+            self._busy_since = time.monotonic()
+
+    async def sleep_until(self, deadline: float) -> None:
+        if self.now() >= deadline:
+            await self._yield_if_busy()
+            return
+        if deadline == math.inf:
+            await asyncio.get_running_loop().create_future()  # until the task is cancelled
+        # Timers may fire up to a millisecond early (uvloop rounds them): wait again.
+        while (wait := deadline - self.now()) > 0:  # noqa: ASYNC110 - a deadline, no event
+            await asyncio.sleep(wait)
+        self._busy_since = time.monotonic()
+
+    async def _yield_if_busy(self) -> None:
+        if time.monotonic() - self._busy_since >= BUSY_SECONDS:
+            await asyncio.sleep(0)
+            self._busy_since = time.monotonic()
+
     def send(self, item: Item, at: float | None = None) -> None:
+        # Whatever was held is sent now, unless the toxic holds the rest again (see `hold`).
         self.held = None
         item.arrived = self.now() if at is None else at
         self.next.put(item)
 
-    def hold(self, rest: Chunk) -> None:
-        self.held = rest
+    def hold(self, chunk: Chunk, sent: int) -> None:
+        self.held = chunk
+        self.held_sent = sent
 
     def drop(self, item: Item) -> None:
         self.held = None
         if isinstance(item, Chunk):
             self.link.discarded(len(item.data))
-
-    def now(self) -> float:
-        return time.monotonic()
 
     def close_connection(self, reason: str, *, reset: bool = False) -> None:
         self.link.connection.close(by=f"toxic {self.setting.name} ({reason})", reset=reset)
@@ -126,11 +180,22 @@ class Stage:
         """Stop this stage and return its pending items, oldest first."""
         if self.task is not None:
             self.task.cancel()
-        pending = [self.held] if self.held is not None else []
+        pending: list[Item] = []
+        held = self.held
+        if isinstance(held, Chunk) and self.held_sent:
+            rest = held.data[self.held_sent :]
+            held = Chunk(rest, held.arrived) if rest else None
+        if held is not None:
+            pending.append(held)
         pending.extend(self.inbox)
         self.held = None
         self.inbox.clear()
         return pending
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class LinkOutput:
@@ -175,19 +240,24 @@ class Link:
         self._in_pipeline = 0
         self._destination_full = False
         self._reading_paused = False
-        self._unreported = 0
-        self._last_data_event = -1.0
-        self._last_chunk_at = 0.0
+        # The current data run: bytes read but not yet in a "data" event, first and last read.
+        self._run_bytes = 0
+        self._run_first = 0.0
+        self._run_last = 0.0
 
     # -- input from the source side
     def feed(self, data: bytes) -> None:
         size = len(data)
         self.bytes_in += size
-        self._unreported += size
         now = time.monotonic()
-        self._last_chunk_at = now
-        if now - self._last_data_event >= DATA_EVENT_INTERVAL:
-            self._report_data(now)
+        if self._run_bytes and now - self._run_first < DATA_RUN_SECONDS:
+            self._run_bytes += size
+            self._run_last = now
+        else:
+            self.close_data_run()
+            self.connection.proxy.events.run_opened(self)
+            self._run_bytes = size
+            self._run_first = self._run_last = now
         if self.stages:
             self._in_pipeline += size
             self.stages[0].put(Chunk(data, now))
@@ -202,11 +272,6 @@ class Link:
             self.stages[0].put(EndOfStream(time.monotonic()))
         else:
             self.finish()
-
-    def _report_data(self, now: float) -> None:
-        self._last_data_event = now
-        self.connection.record_data(self.direction, self._unreported, at=self._last_chunk_at)
-        self._unreported = 0
 
     # -- output to the destination side
     def write(self, data: bytes, *, from_pipeline: bool) -> None:
@@ -229,13 +294,18 @@ class Link:
         if self.finished:
             return
         self.finished = True
-        self.flush_data_report()
+        self.close_data_run()
         self.connection.link_finished(self)
 
-    def flush_data_report(self) -> None:
-        """Report bytes not yet in a data event, stamped when the last of them arrived."""
-        if self._unreported:
-            self._report_data(time.monotonic())
+    def close_data_run(self) -> None:
+        """Record the bytes read since the last data event, if any (see `events`)."""
+        if not self._run_bytes:
+            return
+        self.connection.record_data(
+            self.direction, self._run_bytes, at=self._run_first, until=self._run_last
+        )
+        self._run_bytes = 0
+        self.connection.proxy.events.run_closed(self)
 
     # -- flow control: stop reading while the destination or the chain is full
     def destination_full(self, full: bool) -> None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import functools
 import itertools
 import os
+import socket
 from typing import TYPE_CHECKING, Any
 
 from pytest_chaos.engine.addresses import join_host_port, resolve_listen_host, split_host_port
@@ -12,13 +15,59 @@ from pytest_chaos.engine.connection import Connection, SideProtocol
 from pytest_chaos.engine.errors import ApiError
 from pytest_chaos.engine.events import EventLog
 from pytest_chaos.engine.link import ToxicSetting
+from pytest_chaos.engine.tasks import TaskSet
 from pytest_chaos.engine.toxic_collection import ToxicCollection, ToxicSpec
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-LISTEN_BACKLOG = 1024
 CLOSE_WAIT_SECONDS = 1.0
+SOMAXCONN_PATH = "/proc/sys/net/core/somaxconn"
+
+
+@functools.cache
+def listen_backlog() -> int:
+    """The system's largest accept queue, as Go (and so upstream) asks for on Linux."""
+    try:
+        with open(SOMAXCONN_PATH, encoding="ascii") as handle:
+            return max(1, int(handle.read().strip()))
+    except (OSError, ValueError):
+        return socket.SOMAXCONN
+
+
+def open_listener(bind_host: str, port: int) -> tuple[socket.socket, str]:
+    """A non-blocking socket listening on `bind_host:port`, and the host to show for it.
+
+    All interfaces ("" or "::") is one dual-stack IPv6 socket, as Go binds it: one port for
+    IPv4 and IPv6 alike ("" falls back to IPv4 where IPv6 is off). Binding is synchronous and
+    never waits: the address is numeric by now.
+    """
+    if bind_host in ("", "::"):
+        try:
+            return _bound("::", port, dual_stack=True), "::"
+        except OSError as error:
+            if bind_host == "::" or error.errno not in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL):
+                raise
+        bind_host = "0.0.0.0"
+    return _bound(bind_host, port, dual_stack=False), bind_host
+
+
+def _bound(host: str, port: int, *, dual_stack: bool) -> socket.socket:
+    family, kind, proto, _, sockaddr = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST | socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if dual_stack:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(sockaddr)
+        sock.listen(listen_backlog())
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 class Proxy:
@@ -32,6 +81,7 @@ class Proxy:
         *,
         events: EventLog,
         seed: int | None,
+        tasks: TaskSet,
         connection_ids: Iterator[int],
     ) -> None:
         self.name = name
@@ -40,6 +90,7 @@ class Proxy:
         self.enabled = False
         self.events = events
         self.seed = seed
+        self.tasks = tasks
         self.toxics = ToxicCollection()
         self.connections: set[Connection] = set()
         self._server: asyncio.AbstractServer | None = None
@@ -55,28 +106,35 @@ class Proxy:
             return
         try:
             host, port = split_host_port(self.listen)
-            bind_host = resolve_listen_host(host)
+            bind_host = await resolve_listen_host(host)
         except (ValueError, OSError) as error:
             raise ApiError(500, f"listen tcp {self.listen}: {error}") from None
-        loop = asyncio.get_running_loop()
         try:
-            server = await loop.create_server(
-                lambda: SideProtocol(self._new_connection(), "client"),
-                host=bind_host or None,
-                port=port,
-                reuse_address=True,
-                backlog=LISTEN_BACKLOG,
-            )
+            sock, shown_host = open_listener(bind_host, port)
         except OSError as error:
-            # asyncio rewrites strerror into a sentence; Go prints the bare reason.
+            # Go prints the bare reason, as os.strerror gives it.
             reason = os.strerror(error.errno).lower() if error.errno else str(error)
             raise ApiError(
                 500, f"listen tcp {join_host_port(bind_host, port)}: bind: {reason}"
             ) from None
+        loop = asyncio.get_running_loop()
+        try:
+            server = await loop.create_server(
+                lambda: SideProtocol(self._new_connection(), "client"),
+                sock=sock,
+                backlog=listen_backlog(),
+                start_serving=False,
+            )
+        except BaseException:
+            sock.close()
+            raise
+        try:
+            await server.start_serving()
+        except BaseException:
+            server.close()
+            raise
         self._server = server
-        bound_port = server.sockets[0].getsockname()[1]
-        shown_host = "::" if bind_host in ("", "::") else bind_host
-        self.listen = join_host_port(shown_host, bound_port)
+        self.listen = join_host_port(shown_host, sock.getsockname()[1])
         self.enabled = True
 
     async def stop(self) -> None:
@@ -151,6 +209,9 @@ class Proxy:
     def _toxics_changed(self) -> None:
         # Never awaits: a dead peer cannot hang the API (an upstream bug we do not copy).
         for connection in list(self.connections):
+            # Bytes read before the change are recorded before it.
+            for link in connection.links.values():
+                link.close_data_run()
             connection.apply_toxics()
 
     def to_json(self) -> dict[str, Any]:

@@ -18,8 +18,8 @@ from pytest_chaos import __version__
 from pytest_chaos.engine.addresses import join_host_port
 from pytest_chaos.engine.api import build_app
 from pytest_chaos.engine.collection import ProxyCollection
-from pytest_chaos.engine.errors import ApiError
 from pytest_chaos.engine.events import DEFAULT_CAPACITY, EventLog
+from pytest_chaos.engine.tasks import TaskSet
 
 SHUTDOWN_WAIT_SECONDS = 2.0
 LOOPS = ("auto", "asyncio", "uvloop")
@@ -27,10 +27,24 @@ LOOPS = ("auto", "asyncio", "uvloop")
 T = TypeVar("T")
 
 
+def check_loop(loop: object) -> None:
+    """Raise ValueError unless `loop` names an event loop this machine can run."""
+    if loop not in LOOPS:
+        raise ValueError(f"loop must be one of {', '.join(map(repr, LOOPS))}, got {loop!r}")
+    if loop == "uvloop":
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            raise ValueError("loop 'uvloop' asked for, but uvloop is not installed") from None
+
+
 def run_event_loop(main: Coroutine[Any, Any, T], loop: str = "auto") -> T:
     """Run `main` on uvloop when installed (or asked for), else on asyncio's own loop."""
-    if loop not in LOOPS:
-        raise ValueError(f"loop must be one of {', '.join(LOOPS)}, got {loop!r}")
+    try:
+        check_loop(loop)
+    except ValueError:
+        main.close()  # never awaited: close it so Python does not warn about it
+        raise
     if loop != "asyncio":
         try:
             import uvloop
@@ -48,7 +62,8 @@ class Engine:
     def __init__(self, *, seed: int | None = None, event_capacity: int = DEFAULT_CAPACITY) -> None:
         self.seed = seed
         self.events = EventLog(event_capacity)
-        self.collection = ProxyCollection(self.events, seed)
+        self.tasks = TaskSet()
+        self.collection = ProxyCollection(self.events, seed, self.tasks)
         self._runner: web.AppRunner | None = None
         self.host = ""
         self.port = 0
@@ -83,12 +98,8 @@ class Engine:
         if runner is not None:
             await runner.cleanup()
         await self.collection.close()
-        current = asyncio.current_task()
-        pending = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
-        if pending:
-            for task in pending:
-                task.cancel()
-            await asyncio.wait(pending, timeout=SHUTDOWN_WAIT_SECONDS)
+        # Only this engine's tasks: the loop may be shared with other code.
+        await self.tasks.cancel_all(SHUTDOWN_WAIT_SECONDS)
 
 
 class EngineThread:
@@ -106,6 +117,14 @@ class EngineThread:
         seed: int | None = None,
         loop: str = "auto",
     ) -> None:
+        # Checked here, in the caller's thread: a bad argument must not surface (or hang) later.
+        if not isinstance(host, str):
+            raise TypeError(f"host must be a string such as '127.0.0.1', got {host!r}")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be an integer from 0 to 65535 (0: any free), got {port!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(f"seed must be an integer or None (random), got {seed!r}")
+        check_loop(loop)
         self.engine = Engine(seed=seed)
         self._loop_kind = loop
         self._host = host
@@ -117,6 +136,9 @@ class EngineThread:
         self._stopped: asyncio.Event | None = None
 
     def start(self) -> str:
+        """Start the engine's thread; return the API's URL once it serves, or raise what failed."""
+        if self._thread is not None:
+            raise RuntimeError("this EngineThread was already started; create a new one")
         self._thread = threading.Thread(target=self._run, name="pytest-chaos engine", daemon=True)
         self._thread.start()
         self._ready.wait()
@@ -125,14 +147,21 @@ class EngineThread:
         return self.engine.url
 
     def _run(self) -> None:
-        run_event_loop(self._serve(), self._loop_kind)
+        try:
+            run_event_loop(self._serve(), self._loop_kind)
+        except BaseException as error:  # handed to start()'s caller
+            if not self._ready.is_set():
+                self._error = error
+        finally:
+            # Whatever happened, start() must not wait for ever.
+            self._ready.set()
 
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
         try:
             await self.engine.start(self._host, self._port)
-        except (OSError, ApiError) as error:
+        except Exception as error:
             self._error = error
             self._ready.set()
             return

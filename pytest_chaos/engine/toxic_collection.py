@@ -14,6 +14,7 @@ from pytest_chaos.engine.errors import (
     bad_request,
 )
 from pytest_chaos.engine.link import ToxicSetting
+from pytest_chaos.engine.names import check_name
 from pytest_chaos.engine.toxics import TOXIC_TYPES
 
 STREAMS = ("upstream", "downstream")
@@ -86,6 +87,8 @@ class ToxicCollection:
         toxic_class = TOXIC_TYPES.get(type_name)
         if toxic_class is None:
             raise ApiError(400, INVALID_TOXIC_TYPE)
+        if name:
+            check_name(name, "toxic name")
         # Upstream builds the default name from the stream as given: `latency_UPSTREAM`.
         name = name or f"{type_name}_{stream if given_stream is None else given_stream}"
         if name in self._toxics:

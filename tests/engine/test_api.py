@@ -795,9 +795,9 @@ LATENCY_RANGE = "must be between 0 and 86400000 (ms)"
             "bad request body: attribute average_size of slicer must be at least 1 (bytes)",
         ),
         (
-            b'{"type": "slicer", "attributes": {"average_size": 10, "size_variation": 10}}',
-            "bad request body: attribute size_variation of slicer must be smaller than"
-            " average_size (bytes)",
+            b'{"type": "slicer", "attributes": {"average_size": 10, "size_variation": 11}}',
+            "bad request body: attribute size_variation of slicer must be at most"
+            " average_size (10) (bytes), got 11",
         ),
     ],
 )
@@ -939,16 +939,20 @@ def test_update_slicer_checks_the_merged_attributes(api: httpx.Client, echo: str
     add_toxic(api, "p", type="slicer", attributes={"average_size": 10, "size_variation": 5})
 
     response = api.patch("/proxies/p/toxics/slicer_downstream", json={"attributes": {"x": 1}})
-    too_varied = api.patch(
+    as_varied = api.patch(
         "/proxies/p/toxics/slicer_downstream", json={"attributes": {"average_size": 5}}
+    )
+    too_varied = api.patch(
+        "/proxies/p/toxics/slicer_downstream", json={"attributes": {"average_size": 4}}
     )
 
     assert response.json()["attributes"] == {"average_size": 10, "size_variation": 5, "delay": 0}
+    assert as_varied.json()["attributes"] == {"average_size": 5, "size_variation": 5, "delay": 0}
     assert_error(
         too_varied,
         400,
-        "bad request body: attribute size_variation of slicer must be smaller than average_size"
-        " (bytes)",
+        "bad request body: attribute size_variation of slicer must be at most average_size (4)"
+        " (bytes), got 5",
     )
 
 
@@ -1103,18 +1107,54 @@ def test_events_record_traffic(api: httpx.Client, echo: str) -> None:
     assert sum(size for direction, size in data if direction == "downstream") == 5
 
 
+SINCE_MEANING = "a whole number, 0 or more (the last_seq of the previous answer; 0: all)"
+LIMIT_MEANING = "a whole number, 1 or more (the most events to answer with)"
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"since": "x"}, "since and limit must be integers"),
-        ({"since": "1.5"}, "since and limit must be integers"),
-        ({"limit": "many"}, "since and limit must be integers"),
-        ({"limit": "0"}, "limit must be at least 1"),
-        ({"limit": "-1"}, "limit must be at least 1"),
+        ({"since": "x"}, f"query parameter since must be {SINCE_MEANING}, got 'x'"),
+        ({"since": "1.5"}, f"query parameter since must be {SINCE_MEANING}, got '1.5'"),
+        ({"since": "-1"}, f"query parameter since must be {SINCE_MEANING}, got '-1'"),
+        (
+            {"since": "-" + "9" * 50},
+            f"query parameter since must be {SINCE_MEANING}, got '-{'9' * 50}'",
+        ),
+        ({"since": "1_000"}, f"query parameter since must be {SINCE_MEANING}, got '1_000'"),
+        ({"since": " 1"}, f"query parameter since must be {SINCE_MEANING}, got ' 1'"),
+        ({"since": "+1"}, f"query parameter since must be {SINCE_MEANING}, got '+1'"),
+        ({"since": ""}, f"query parameter since must be {SINCE_MEANING}, got ''"),
+        ({"limit": "many"}, f"query parameter limit must be {LIMIT_MEANING}, got 'many'"),
+        ({"limit": "0"}, f"query parameter limit must be {LIMIT_MEANING}, got '0'"),
+        ({"limit": "-1"}, f"query parameter limit must be {LIMIT_MEANING}, got '-1'"),
     ],
 )
 def test_events_bad_query(api: httpx.Client, params: dict[str, str], message: str) -> None:
     assert_error(api.get("/events", params=params), 400, message)
+
+
+@pytest.mark.parametrize("since", [str(2**63), str(2**64 + 1), "9" * 5000, "0" * 60 + "5"])
+def test_events_since_a_huge_number_is_an_empty_answer(
+    api: httpx.Client, echo: str, since: str
+) -> None:
+    create_proxy(api, "alpha", echo)
+    seen = event_log(api)["last_seq"]
+
+    answer = event_log(api, since=since)
+
+    if since.lstrip("0") == "5":
+        assert answer["events"] == []  # 5 is past the only event: nothing new either
+    assert answer == {"events": [], "last_seq": seen, "oldest_seq": 1}
+
+
+def test_events_limit_may_be_huge(api: httpx.Client, echo: str) -> None:
+    create_proxy(api, "alpha", echo)
+
+    answer = event_log(api, limit=str(2**70))
+
+    assert [event["kind"] for event in answer["events"]] == ["proxy_created"]
+    assert answer["last_seq"] == 1
 
 
 # -- extension: metrics

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import socketserver
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -263,3 +264,23 @@ def test_a_server_that_speaks_and_closes_at_once_is_relayed(api: httpx.Client) -
             with connect(proxy["listen"]) as sock:
                 received = read_until_closed(sock)
             assert received == b"hello from the server"
+
+
+# -- the listen backlog
+def _accept_queue_limit(sock: Any) -> int:
+    """The kernel's accept-queue limit of a listening socket (TCP_INFO's tcpi_sacked)."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    return int(struct.unpack_from("I", info, 28)[0])
+
+
+def test_proxies_listen_with_the_system_backlog(
+    engine: EngineThread, api: httpx.Client, echo: str
+) -> None:
+    create_proxy(api, "p", echo)
+    server = engine.engine.collection.proxies["p"]._server
+    assert server is not None
+
+    limit = _accept_queue_limit(server.sockets[0])
+
+    with open("/proc/sys/net/core/somaxconn") as handle:
+        assert limit == int(handle.read())

@@ -137,6 +137,21 @@ def test_slicer_splits_into_small_writes(api: httpx.Client, proxied: str) -> Non
     assert max(map(len, reads)) < 200
 
 
+def test_slicer_with_variation_equal_to_the_average_slices_correctly(
+    api: httpx.Client, proxied: str
+) -> None:
+    """Upstream accepts size_variation == average_size; only a larger variation is refused."""
+    toxic = add_toxic(
+        api, "echo", type="slicer", attributes={"average_size": 1000, "size_variation": 1000}
+    )
+    payload = bytes(range(256)) * 400
+    with connect(proxied) as sock:
+        sock.sendall(payload)
+        received = recv_exactly(sock, len(payload))
+    assert toxic["attributes"] == {"average_size": 1000, "size_variation": 1000, "delay": 0}
+    assert received == payload
+
+
 def test_limit_data_forwards_the_limit_then_closes(api: httpx.Client, proxied: str) -> None:
     add_toxic(api, "echo", type="limit_data", attributes={"bytes": 100})
     with connect(proxied) as sock:

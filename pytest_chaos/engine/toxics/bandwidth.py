@@ -1,8 +1,14 @@
-"""`bandwidth`: paces delivery to `rate` KB/s (1 KB = 1000 bytes); rate 0 stalls the stream."""
+"""`bandwidth`: paces delivery to `rate` KB/s (1 KB = 1000 bytes); rate 0 stalls the stream.
+
+Each piece is due when the link would have finished sending it at the rate, counting from the
+chunk's arrival (or from when the previous piece was done, if later). Counting from arrival,
+not from when this task happened to wake up, keeps the rate: a timer firing late delays one
+piece, never every piece after it.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import math
 
 from pytest_chaos.engine.stream import Chunk
 from pytest_chaos.engine.toxics.base import AttributeSpec, Toxic, ToxicStub, register
@@ -19,25 +25,31 @@ class Bandwidth(Toxic):
     async def pipe(self, stub: ToxicStub) -> None:
         bytes_per_second = self.attributes["rate"] * 1000
         if bytes_per_second == 0:
-            # testcontainers' "cut connection" relies on rate 0 holding data forever. The held
-            # item is recovered by the stage if the toxic is changed or removed.
-            await stub.receive()
-            await asyncio.Future()
+            await self._stall(stub)
         slice_size = max(1, int(bytes_per_second * SLICE_SECONDS))
-        # A virtual clock of when the link is free again, so sleep overshoot does not drift.
-        free_at = stub.now()
+        free_at = -math.inf  # when the link has sent everything given to it so far
         while True:
             item = await stub.receive()
             if not isinstance(item, Chunk):
                 stub.send(item)
                 continue
-            free_at = max(free_at, stub.now())
+            free_at = max(free_at, item.arrived)
             data = item.data
-            while data:
-                piece, data = data[:slice_size], data[slice_size:]
+            for start in range(0, len(data), slice_size):
+                piece = data[start : start + slice_size]
                 free_at += len(piece) / bytes_per_second
-                while (wait := free_at - stub.now()) > 0:  # noqa: ASYNC110 - a deadline, no event
-                    await asyncio.sleep(wait)
-                stub.send(Chunk(piece, item.arrived))
-                if data:
-                    stub.hold(Chunk(data, item.arrived))
+                await stub.sleep_until(free_at)
+                stub.send(Chunk(piece, item.arrived), at=free_at)
+                if start + slice_size < len(data):
+                    stub.hold(item, start + slice_size)
+
+    @staticmethod
+    async def _stall(stub: ToxicStub) -> None:
+        """Hold the first chunk for ever (testcontainers' "cut connection" relies on it).
+
+        The held chunk and everything behind it are recovered by the stage when the toxic is
+        changed or removed. An end of stream before any data passes, as upstream lets it.
+        """
+        while not isinstance(item := await stub.receive(), Chunk):
+            stub.send(item)
+        await stub.sleep_until(math.inf)

@@ -21,28 +21,47 @@ MAX_JSON_INT = 2**53
 
 
 class ToxicStub(Protocol):
-    """The side of a stage a toxic sees: where items come from and go to."""
+    """The side of a stage a toxic sees: where items come from and go to, and its clock.
+
+    A toxic never calls asyncio itself: it waits only through `receive`, `receive_until` and
+    `sleep_until`, against the clock of `now`. So the engine can keep a busy toxic from
+    starving the event loop (each of these yields to the loop after a couple of milliseconds
+    of work), and a unit test can drive any toxic with a virtual clock, without sockets.
+    """
 
     rng: random.Random
     state: dict[str, Any]
 
+    def now(self) -> float:
+        """The current time in seconds (`time.monotonic()` in the engine)."""
+        ...
+
     async def receive(self) -> Item:
         """Wait for the next item; it stays "held" by this stage until sent or dropped."""
+        ...
+
+    async def receive_until(self, deadline: float) -> Item | None:
+        """As `receive`, but give up at `deadline` (a `now()` time): None when nothing came."""
+        ...
+
+    async def sleep_until(self, deadline: float) -> None:
+        """Wait until `now()` reaches `deadline`; `math.inf` waits until the toxic is stopped."""
         ...
 
     def send(self, item: Item, at: float | None = None) -> None:
         """Pass `item` to the next stage, stamped as arriving there at `at` (default: now)."""
         ...
 
-    def hold(self, rest: Chunk) -> None:
-        """Record the part of the held chunk not sent yet, so a toxic change can recover it."""
+    def hold(self, chunk: Chunk, sent: int) -> None:
+        """Record that `chunk.data[sent:]` is not sent yet, so a toxic change can recover it.
+
+        Costs nothing however large the chunk: the rest is cut only if it is recovered.
+        """
         ...
 
     def drop(self, item: Item) -> None:
         """Discard `item` on purpose (a toxic that eats data)."""
         ...
-
-    def now(self) -> float: ...
 
     def close_connection(self, reason: str, *, reset: bool = False) -> None:
         """Close both sides of this connection, with a TCP RST when `reset` is true."""

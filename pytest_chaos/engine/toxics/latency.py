@@ -7,8 +7,6 @@ later chunk overtake an earlier one.
 
 from __future__ import annotations
 
-import asyncio
-
 from pytest_chaos.engine.stream import Chunk
 from pytest_chaos.engine.toxics.base import MS_PER_DAY, AttributeSpec, Toxic, ToxicStub, register
 
@@ -31,8 +29,6 @@ class Latency(Toxic):
                 continue
             delay = latency + stub.rng.uniform(-jitter, jitter) if jitter else latency
             due = item.arrived + delay
-            # Timers may fire up to a millisecond early (uvloop rounds them): wait again.
-            while (wait := due - stub.now()) > 0:  # noqa: ASYNC110 - a deadline, no event
-                await asyncio.sleep(wait)
+            await stub.sleep_until(due)
             # Stamp with the due time, not the wake-up time, so chained latencies add exactly.
             stub.send(item, at=max(due, item.arrived))

@@ -3,8 +3,6 @@ connection with a TCP RST (SO_LINGER 0), so peers see ECONNRESET rather than a c
 
 from __future__ import annotations
 
-import asyncio
-
 from pytest_chaos.engine.toxics.base import MS_PER_DAY, AttributeSpec, Toxic, ToxicStub, register
 
 
@@ -16,5 +14,5 @@ class ResetPeer(Toxic):
     async def pipe(self, stub: ToxicStub) -> None:
         item = await stub.receive()
         stub.drop(item)
-        await asyncio.sleep(self.attributes["timeout"] / 1000)
+        await stub.sleep_until(item.arrived + self.attributes["timeout"] / 1000)
         stub.close_connection("reset_peer", reset=True)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from pytest_chaos.engine.stream import EndOfStream
 from pytest_chaos.engine.toxics.base import MS_PER_DAY, AttributeSpec, Toxic, ToxicStub, register
 
@@ -17,5 +15,5 @@ class SlowClose(Toxic):
         while True:
             item = await stub.receive()
             if isinstance(item, EndOfStream):
-                await asyncio.sleep(self.attributes["delay"] / 1000)
+                await stub.sleep_until(item.arrived + self.attributes["delay"] / 1000)
             stub.send(item)

@@ -4,8 +4,6 @@ Removing it closes the connection, as upstream does, since the peers' protocol s
 
 from __future__ import annotations
 
-import asyncio
-
 from pytest_chaos.engine.stream import EndOfStream
 from pytest_chaos.engine.toxics.base import MS_PER_DAY, AttributeSpec, Toxic, ToxicStub, register
 
@@ -20,10 +18,8 @@ class Timeout(Toxic):
         idle_limit = self.attributes["timeout"] / 1000
         while True:
             if idle_limit > 0:
-                try:
-                    async with asyncio.timeout(idle_limit):
-                        item = await stub.receive()
-                except TimeoutError:
+                item = await stub.receive_until(stub.now() + idle_limit)
+                if item is None:
                     stub.close_connection("timeout")
                     return
             else:

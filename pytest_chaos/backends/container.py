@@ -27,6 +27,7 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any
 
+from pytest_chaos._ports import free_port
 from pytest_chaos.backends import BackendError
 from pytest_chaos.backends.client import ProxyInfo, ToxiproxyClient, ToxiproxyError
 
@@ -136,7 +137,7 @@ class ToxiproxyContainer:
         labels = {BACKEND_LABEL: "toxiproxy", SESSION_LABEL: SESSION_ID}
         options: dict[str, Any] = {"labels": labels}
         if self.network == "host":
-            self._host_api_port = _free_port()
+            self._host_api_port = free_port()
             options["network"] = "host"
             container.with_command(["-host=127.0.0.1", f"-port={self._host_api_port}", *seed])
         else:
@@ -397,12 +398,6 @@ def _log_tail(container: DockerContainer | None) -> str:
 def _port_of(listen: str) -> int:
     port = listen.rpartition(":")[2]
     return int(port) if port.isdigit() else 0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _short(error: BaseException) -> str:

@@ -37,6 +37,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
+from pytest_chaos._ports import free_port, port_is_free
 from pytest_chaos.services.base import Service, ServiceError
 
 if TYPE_CHECKING:
@@ -266,8 +267,8 @@ class ContainerService(Service):
         image = _ensure_image(self.name, self.spec.image)
         for attempt in range(PORT_ATTEMPTS):
             if not self.port or (attempt and not self._fixed_port):
-                self.port = _free_port()
-            if not _port_is_free(self.port):
+                self.port = free_port(LOOPBACK)
+            if not port_is_free(LOOPBACK, self.port):
                 if self._fixed_port or attempt + 1 == PORT_ATTEMPTS:
                     raise self._port_in_use()
                 continue
@@ -570,23 +571,6 @@ def _client() -> Any:
         if _shared_client is None:
             _shared_client = _docker().from_env()
         return _shared_client
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
-
-
-def _port_is_free(port: int) -> bool:
-    """No one listens there (SO_REUSEADDR, as servers bind, ignores connections in TIME_WAIT)."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((LOOPBACK, port))
-        except OSError:
-            return False
-    return True
 
 
 def _log_matches(container: Container, pattern: str | re.Pattern[str], since: float) -> bool:

@@ -18,7 +18,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Self
 
+from pytest_chaos._ports import free_port, port_is_free
 from pytest_chaos.services.base import BinaryNotFound, Service, ServiceError
 from pytest_chaos.services.recipes import Recipe
 
@@ -104,8 +104,8 @@ class LocalProcess(Service):
             self._initialised = True
         for attempt in range(PORT_ATTEMPTS):
             if not self.port or (attempt and not self._fixed_port):
-                self.port = _free_port(self.host)
-            if not _port_is_free(self.host, self.port):
+                self.port = free_port(self.host)
+            if not port_is_free(self.host, self.port):
                 if self._fixed_port or attempt + 1 == PORT_ATTEMPTS:
                     raise ServiceError(
                         self.name, f"port {self.port} on {self.host} is already in use"
@@ -346,24 +346,6 @@ class _PortTaken(Exception):
 
 
 # ------------------------------------------------------------------------------------ helpers
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def _port_is_free(host: str, port: int) -> bool:
-    """No one listens there. SO_REUSEADDR, as servers use it, so that connections of a killed
-    server still in TIME_WAIT do not count."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def _version_key(path: str) -> tuple[int, ...]:
     parent = Path(path).parent.name
     return tuple(int(part) for part in parent.split(".") if part.isdigit())

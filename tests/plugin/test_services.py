@@ -33,7 +33,7 @@ LOCAL_IMAGES = {"redis": "pytest-chaos/redis:local", "postgres": "pytest-chaos/p
 
 
 def _container_skip_reason() -> str | None:
-    from pytest_chaos.services.container import docker_unavailable_reason, image_present
+    from pytest_chaos._docker import docker_unavailable_reason, image_present
 
     reason = docker_unavailable_reason()
     if reason is not None:
@@ -45,12 +45,12 @@ def _container_skip_reason() -> str | None:
 
 
 def _leftover_containers() -> list[str]:
-    from pytest_chaos.services import container
+    from pytest_chaos import _docker
 
-    if container.docker_unavailable_reason() is not None:
+    if _docker.docker_unavailable_reason() is not None:
         return []
-    found = container._client().containers.list(
-        all=True, filters={"label": f"{container.SESSION_LABEL}={container.SESSION_ID}"}
+    found = _docker.client().containers.list(
+        all=True, filters={"label": f"{_docker.SESSION_LABEL}={_docker.SESSION_ID}"}
     )
     return [c.name for c in found]
 
@@ -63,7 +63,7 @@ def _children_of_this_process() -> set[int]:
     def is_watchdog(pid: int) -> bool:
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                return b"pytest_chaos.services.reaper" in cmdline.read()
+                return b"pytest_chaos._reaper" in cmdline.read()
         except OSError:
             return False
 
@@ -674,7 +674,7 @@ def test_interrupted_run_leaves_no_server(pytester: pytest.Pytester) -> None:
 def test_container_services_behind_the_container_backend(pytester: pytest.Pytester) -> None:
     """Both in Docker: the Toxiproxy container dials the service's container on the Docker
     network, and is pointed at it again when a restart gives it a new address."""
-    from pytest_chaos.services.container import image_present
+    from pytest_chaos._docker import image_present
 
     reason = _container_skip_reason()
     if reason is None and not image_present("pytest-chaos/engine:local"):
@@ -769,7 +769,7 @@ def test_local_services_are_refused_behind_a_bridge_network_toxiproxy(
 ) -> None:
     """A container on Docker's bridge cannot dial this machine's loopback: say so at setup,
     with the ways out, rather than let every connection fail."""
-    from pytest_chaos.services.container import docker_unavailable_reason, image_present
+    from pytest_chaos._docker import docker_unavailable_reason, image_present
 
     reason = docker_unavailable_reason()
     if reason is None and not image_present("pytest-chaos/engine:local"):
@@ -797,7 +797,7 @@ def test_local_services_are_refused_behind_a_bridge_network_toxiproxy(
 def test_auto_with_docker_and_a_missing_image_says_how_to_use_the_binary(
     pytester: pytest.Pytester,
 ) -> None:
-    from pytest_chaos.services.container import docker_unavailable_reason
+    from pytest_chaos._docker import docker_unavailable_reason
 
     reason = docker_unavailable_reason()
     if reason is not None:

@@ -9,11 +9,13 @@ images are missing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import time
 
+import psutil
 import pytest
 
 from tests.plugin.conftest import dedent, exact, make_ini
@@ -56,27 +58,16 @@ def _leftover_containers() -> list[str]:
 
 
 def _children_of_this_process() -> set[int]:
-    """Descendants of the test process, but for the container watchdog: it is started once
-    per process with the first container, and stays until the process exits, by design."""
-    from pytest_chaos.services.local import _descendants
-
-    def is_watchdog(pid: int) -> bool:
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                return b"pytest_chaos._reaper" in cmdline.read()
-        except OSError:
-            return False
-
-    def is_gone(pid: int) -> bool:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as stat:
-                return stat.read().rsplit(b")", 1)[1].split()[0] == b"Z"  # a zombie
-        except (OSError, IndexError):
-            return True
-
-    return {
-        pid for pid, _ in _descendants(os.getpid()) if not is_watchdog(pid) and not is_gone(pid)
-    }
+    """Live descendants of the test process, but for the container watchdog: it is started
+    once per process with the first container, and stays until the process exits, by design."""
+    found = set()
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):  # gone meanwhile
+            if child.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if "pytest_chaos._reaper" not in child.cmdline():
+                found.add(child.pid)
+    return found
 
 
 def _describe(pids: set[int]) -> str:

@@ -579,30 +579,15 @@ ENGINE_IMPORTS = timed_import(
 )
 
 
-def engine_argv(seed: int) -> list[str]:
-    """The command line EngineProcess uses (pytest_chaos/backends.py)."""
-    return [
-        sys.executable,
-        "-m",
-        "pytest_chaos",
-        "serve",
-        "--host",
-        HOST,
-        "--port",
-        "0",
-        "--seed",
-        str(seed),
-        "--exit-with-parent",
-    ]
-
-
 def launch_without_certs(supervisor: EngineSupervisor, seed: int) -> float:
     """Launch to ready line of the engine with OpenSSL's default CA paths pointed at nothing:
     aiohttp builds two SSL contexts when imported, which load the CA store."""
+    from pytest_chaos.backends.embedded import engine_command
+
     env = dict(os.environ, SSL_CERT_FILE=os.devnull, SSL_CERT_DIR="/nonexistent")
     start = time.perf_counter()
     proc = supervisor.spawn(
-        engine_argv(seed), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        engine_command(seed), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     assert proc.stdout is not None
     line = read_line(proc.stdout, READY_TIMEOUT)

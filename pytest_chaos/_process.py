@@ -25,11 +25,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     import psutil
 
 LOG_TAIL_LINES = 15
@@ -78,6 +79,8 @@ def _fork(start: Callable[[], subprocess.Popen[Any]]) -> subprocess.Popen[Any]:
     global _spawner
     with _SPAWNER_LOCK:
         if _spawner is None:
+            from concurrent.futures import ThreadPoolExecutor
+
             _spawner = ThreadPoolExecutor(1, thread_name_prefix="pytest-chaos-spawner")
     return _spawner.submit(start).result()
 

@@ -812,25 +812,15 @@ def bench_startup(
 # ------------------------------------------------------------- where start-up time goes
 def import_breakdown(supervisor: EngineSupervisor, workdir: Path, runs: int) -> dict[str, Any]:
     """Run the engine under `-X importtime` up to its ready line; group import self-times."""
+    from pytest_chaos.backends.embedded import engine_command
+
     groups_runs: list[dict[str, float]] = []
     modules_runs: list[dict[str, float]] = []
     ready_runs: list[float] = []
     stdlib = set(sys.stdlib_module_names)
     for _ in range(runs):
         log_path = workdir / f"importtime-{uuid.uuid4().hex}.log"
-        argv = [
-            sys.executable,
-            "-X",
-            "importtime",
-            "-m",
-            "pytest_chaos",
-            "serve",
-            "--host",
-            HOST,
-            "--port",
-            "0",
-            "--exit-with-parent",
-        ]
+        argv = [sys.executable, "-X", "importtime", *engine_command(seed=1)[1:]]
         # stderr to a file: the import log is larger than a pipe's buffer.
         with log_path.open("w") as err:
             start = time.perf_counter()

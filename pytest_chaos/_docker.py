@@ -40,7 +40,8 @@ PULL_STALL_SECONDS = 30.0  # a pull that reports nothing for this long has faile
 
 class DockerUnavailable(Exception):
     """No Docker engine can be used from here (callers may skip rather than fail); the message
-    says why, in one line."""
+    says why, in one line (`docker_unavailable_reason()`). Users raise their own subclass,
+    which says what needed Docker."""
 
 
 class ImageUnavailable(Exception):
@@ -84,13 +85,6 @@ def docker_unavailable_reason() -> str | None:
         if host not in _reasons:
             _reasons[host] = _probe(host)
         return _reasons[host]
-
-
-def require_docker() -> None:
-    """Return if a Docker engine answers; else raise DockerUnavailable saying why."""
-    reason = docker_unavailable_reason()
-    if reason is not None:
-        raise DockerUnavailable(reason)
 
 
 def _probe(host: str) -> str | None:

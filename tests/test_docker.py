@@ -65,11 +65,27 @@ def registry_that_hangs() -> Iterator[tuple[int, threading.Event]]:
 def test_no_socket_is_the_reason_given(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     socket_path = tmp_path / "docker.sock"
     monkeypatch.setenv("DOCKER_HOST", f"unix://{socket_path}")
-    reason = f"no Docker engine: there is no socket at {socket_path} (is dockerd running?)"
-    assert _docker.docker_unavailable_reason() == reason
-    with pytest.raises(_docker.DockerUnavailable) as raised:
-        _docker.require_docker()
-    assert str(raised.value) == reason
+    assert _docker.docker_unavailable_reason() == (
+        f"no Docker engine: there is no socket at {socket_path} (is dockerd running?)"
+    )
+
+
+def test_a_container_service_without_docker_says_so(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from pytest_chaos.services import ServiceError
+    from pytest_chaos.services.container import ContainerService, ContainerSpec, DockerUnavailable
+
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/docker.sock")
+    service = ContainerService(ContainerSpec(LOCAL_IMAGE, 6379), name="cache")
+    with pytest.raises(DockerUnavailable) as raised:
+        service.start()
+    assert isinstance(raised.value, ServiceError)
+    assert isinstance(raised.value, _docker.DockerUnavailable)
+    assert str(raised.value) == (
+        f"service 'cache': no Docker engine: there is no socket at {tmp_path}/docker.sock"
+        " (is dockerd running?)"
+    )
 
 
 def test_a_socket_nobody_answers_on_is_the_reason_given(

@@ -128,8 +128,8 @@ class ToxiproxyClient:
         try:
             response = self._http.request(method, path, json=body)
         except httpx.HTTPError as error:
-            why = (self._diagnose and self._diagnose()) or str(error)
-            raise ToxiproxyError(0, f"cannot reach {self.url}: {why}", operation) from None
+            why = None if self._diagnose is None else self._diagnose()
+            raise ToxiproxyError(0, f"cannot reach {self.url}: {why or error}", operation) from None
         if response.status_code >= 400:
             try:
                 message = str(response.json()["error"])

@@ -61,7 +61,7 @@ class EngineProcess:
         self.url: str | None = None
         self._process: subprocess.Popen[Any] | None = None
         self._log_path: Path | None = None
-        self._stopped = False  # by stop(), while it ran
+        self._stopped = False  # by stop(), while it ran: at the end of the session
 
     @property
     def pid(self) -> int | None:
@@ -101,7 +101,7 @@ class EngineProcess:
         if self._process is None:
             return None
         if self._stopped:
-            return "the embedded engine was stopped at the end of the session"
+            return "the embedded engine has been stopped (the session is over)"
         returncode = self._process.poll()
         if returncode is None:
             return None

@@ -80,7 +80,7 @@ def test_the_log_is_removed_with_an_engine_stopped_in_order() -> None:
     assert directory.is_dir()
     process.stop()
     assert not directory.exists()
-    assert process.diagnose() == "the embedded engine was stopped at the end of the session"
+    assert process.diagnose() == "the embedded engine has been stopped (the session is over)"
 
 
 def test_an_engine_that_cannot_start_says_why_with_its_exit_status_and_log(

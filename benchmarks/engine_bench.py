@@ -42,6 +42,8 @@ from typing import IO, Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness.py, also under `python -m`
 from harness import BenchError, Supervisor, cpu_model, log, quantile
 
+from pytest_chaos._ports import free_port
+
 HOST = "127.0.0.1"
 URL_RE = re.compile(r"http://([0-9.]+):(\d+)")
 LATENCY_MS = 20.0
@@ -130,14 +132,6 @@ class StdoutDrain:
             self.tail.append(line.rstrip())
             self.lines.put(line)
         self.lines.put(None)  # end of file
-
-
-def free_port() -> int:
-    """A port that was free a moment ago (the usual small race is acceptable here)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def is_listening(port: int) -> bool:

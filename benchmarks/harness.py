@@ -93,9 +93,10 @@ def write_json(path: Path, payload: object) -> None:
 
 # ------------------------------------------------------------------- process supervision
 class Supervisor:
-    """Starts every child in its own process group and ends each group, grandchildren
-    included. A new session per child also means that Ctrl-C reaches only the benchmark,
-    which then ends its children itself."""
+    """Starts every child through pytest_chaos._process: in its own session (a Ctrl-C
+    reaches only the benchmark, which then ends its children itself), killed by the kernel if
+    the benchmark dies; and ends each child's process group. Descendants that leave the group
+    are the token sweep's (TokenSupervisor): a container watchdog must outlive its pytest."""
 
     end_grace = 3.0  # seconds from SIGTERM to SIGKILL
 
@@ -103,8 +104,9 @@ class Supervisor:
         self._procs: list[subprocess.Popen[Any]] = []
 
     def spawn(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
-        kwargs.setdefault("stdin", subprocess.DEVNULL)
-        proc: subprocess.Popen[Any] = subprocess.Popen(argv, start_new_session=True, **kwargs)
+        from pytest_chaos import _process
+
+        proc = _process.spawn(argv, tree=False, **kwargs)
         self._procs.append(proc)
         return proc
 
@@ -126,15 +128,10 @@ class Supervisor:
         return subprocess.CompletedProcess(list(argv), proc.returncode, out, err)
 
     def end(self, proc: subprocess.Popen[Any]) -> None:
-        # Signal the group only while its leader is unreaped: afterwards its id could in
-        # principle be reused by an unrelated process.
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            if proc.poll() is not None:
-                break
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=self.end_grace)
+        """SIGTERM to its process group, SIGKILL after `end_grace`; returns once it exited."""
+        from pytest_chaos import _process
+
+        _process.stop(proc, signal.SIGTERM, self.end_grace, group=True, tree=False)
         # Its pipes are left to the garbage collector: a thread may still be reading one.
         if proc in self._procs:
             self._procs.remove(proc)

@@ -578,30 +578,15 @@ ENGINE_IMPORTS = timed_import(
 )
 
 
-def engine_argv(seed: int) -> list[str]:
-    """The command line EngineProcess uses (pytest_chaos/backends.py)."""
-    return [
-        sys.executable,
-        "-m",
-        "pytest_chaos",
-        "serve",
-        "--host",
-        HOST,
-        "--port",
-        "0",
-        "--seed",
-        str(seed),
-        "--exit-with-parent",
-    ]
-
-
 def launch_without_certs(supervisor: EngineSupervisor, seed: int) -> float:
     """Launch to ready line of the engine with OpenSSL's default CA paths pointed at nothing:
     aiohttp builds two SSL contexts when imported, which load the CA store."""
+    from pytest_chaos.backends.embedded import engine_command
+
     env = dict(os.environ, SSL_CERT_FILE=os.devnull, SSL_CERT_DIR="/nonexistent")
     start = time.perf_counter()
     proc = supervisor.spawn(
-        engine_argv(seed), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        engine_command(seed), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     assert proc.stdout is not None
     line = read_line(proc.stdout, READY_TIMEOUT)
@@ -826,25 +811,15 @@ def bench_startup(
 # ------------------------------------------------------------- where start-up time goes
 def import_breakdown(supervisor: EngineSupervisor, workdir: Path, runs: int) -> dict[str, Any]:
     """Run the engine under `-X importtime` up to its ready line; group import self-times."""
+    from pytest_chaos.backends.embedded import engine_command
+
     groups_runs: list[dict[str, float]] = []
     modules_runs: list[dict[str, float]] = []
     ready_runs: list[float] = []
     stdlib = set(sys.stdlib_module_names)
     for _ in range(runs):
         log_path = workdir / f"importtime-{uuid.uuid4().hex}.log"
-        argv = [
-            sys.executable,
-            "-X",
-            "importtime",
-            "-m",
-            "pytest_chaos",
-            "serve",
-            "--host",
-            HOST,
-            "--port",
-            "0",
-            "--exit-with-parent",
-        ]
+        argv = [sys.executable, "-X", "importtime", *engine_command(seed=1)[1:]]
         # stderr to a file: the import log is larger than a pipe's buffer.
         with log_path.open("w") as err:
             start = time.perf_counter()

@@ -125,7 +125,7 @@ def local_missing(service: str) -> str | None:
 
 
 def container_missing(image: str) -> str | None:
-    from pytest_chaos.services.container import docker_unavailable_reason, image_present
+    from pytest_chaos._docker import docker_unavailable_reason, image_present
 
     reason = docker_unavailable_reason()
     if reason is not None:
@@ -181,7 +181,7 @@ class ServiceSupervisor(harness.TokenSupervisor):
 
 def remove_containers(session_ids: set[str]) -> int:
     """Remove the containers of our own runs (by their session label); how many there were."""
-    from pytest_chaos.services.reaper import remove_containers as remove_labelled
+    from pytest_chaos._docker import remove_containers as remove_labelled
 
     removed = 0
     for session_id in session_ids:
@@ -232,9 +232,9 @@ def pytest_sessionfinish(session):
         return (yield)
     finally:
         MARKS["session_finish"] = time.time()
-        container = sys.modules.get("pytest_chaos.services.container")
+        docker = sys.modules.get("pytest_chaos._docker")
         with open(os.environ["BENCH_OUT"], "w") as handle:
-            session_id = getattr(container, "SESSION_ID", None)
+            session_id = getattr(docker, "SESSION_ID", None)
             json.dump({{"marks": MARKS, "session_id": session_id}}, handle)
 '''
 
@@ -446,8 +446,8 @@ def inprocess_child(argv: Sequence[str]) -> int:
             first_query(service, url)
         finally:
             times["close"] = timed(server.close)
-        container = sys.modules.get("pytest_chaos.services.container")
-        session_id = getattr(container, "SESSION_ID", None) if provider == "container" else None
+        docker = sys.modules.get("pytest_chaos._docker")
+        session_id = getattr(docker, "SESSION_ID", None) if provider == "container" else None
         for step, value in times.items():
             samples[step].append(value)
     print(json.dumps({"samples": samples, "session_id": session_id}))

@@ -8,6 +8,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
+from pytest_chaos._ports import free_port
+
+__all__ = ["echo_server", "free_port", "recv_exactly"]
+
 
 class _EchoHandler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
@@ -45,13 +49,6 @@ def echo_server() -> Iterator[tuple[str, int]]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-def free_port() -> int:
-    """A port that was free a moment ago (for "nothing listens here" tests)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def recv_exactly(sock: socket.socket, size: int) -> bytes:

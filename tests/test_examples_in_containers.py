@@ -21,7 +21,7 @@ IMAGES = {"redis": "pytest-chaos/redis:local", "postgres": "pytest-chaos/postgre
 
 
 def test_the_examples_pass_with_their_services_in_containers() -> None:
-    from pytest_chaos.services.container import docker_unavailable_reason, image_present
+    from pytest_chaos._docker import docker_unavailable_reason, image_present
 
     reason = docker_unavailable_reason()
     if reason is not None:

@@ -37,7 +37,8 @@ def test_the_readme_event_example_prints_what_it_says(
     text = README.read_text()
     first = re.search(r"```python\n# test_cache.py\n(.*?)```", text, re.S)
     events = re.search(r"```python\n(def test_one_connection\(chaos, cache\):.*?)```", text, re.S)
-    assert first is not None and events is not None, "the README lost its event example"
+    assert first is not None, "the README lost its first chaos test"
+    assert events is not None, "the README lost its event example"
     source = first.group(1).replace("6379", str(redis_port)) + "\n\n" + events.group(1)
     pytester.makepyfile(test_cache=source)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s", "-k", "one_connection")

@@ -7,6 +7,7 @@ One keep-alive connection makes a fault's apply plus revert cost about a millise
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -15,10 +16,12 @@ import httpx
 
 
 class ToxiproxyError(Exception):
-    """The server answered with an error (`status`, and upstream's exact `message`)."""
+    """The server answered with an error (`status`, and upstream's exact `message`), or did not
+    answer at all (`status` 0, and `message` says why)."""
 
     def __init__(self, status: int, message: str, operation: str) -> None:
-        super().__init__(f"{operation} failed: {message} (HTTP {status})")
+        answer = f" (HTTP {status})" if status else ""
+        super().__init__(f"{operation} failed: {message}{answer}")
         self.status = status
         self.message = message
         self.operation = operation
@@ -84,10 +87,22 @@ class ProxyInfo:
 
 
 class ToxiproxyClient:
-    """Blocking client of one Toxiproxy API (`url` like http://127.0.0.1:8474)."""
+    """Blocking client of one Toxiproxy API (`url` like http://127.0.0.1:8474).
 
-    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+    `diagnose`, if given, is asked why the server cannot be reached when a request gets no
+    answer (the embedded engine's process knows it died, and how); None means it does not
+    know, and the transport's error is reported instead.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 10.0,
+        diagnose: Callable[[], str | None] | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
+        self._diagnose = diagnose
         self._http = httpx.Client(
             base_url=self.url,
             timeout=timeout,
@@ -113,7 +128,8 @@ class ToxiproxyClient:
         try:
             response = self._http.request(method, path, json=body)
         except httpx.HTTPError as error:
-            raise ToxiproxyError(0, f"cannot reach {self.url}: {error}", operation) from None
+            why = None if self._diagnose is None else self._diagnose()
+            raise ToxiproxyError(0, f"cannot reach {self.url}: {why or error}", operation) from None
         if response.status_code >= 400:
             try:
                 message = str(response.json()["error"])

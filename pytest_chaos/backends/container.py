@@ -14,8 +14,9 @@ Two network modes (`chaos_toxiproxy_network`):
 - host: the container shares this machine's network; the API listens on 127.0.0.1 on a free
   port, proxies listen where they are asked to, and upstreams are used as given.
 
-testcontainers and docker are imported inside the functions that need them: the plugin's
-import must stay cheap.
+Docker itself (the engine's availability, the image and its pull, the session's labels and
+clean-up) is `_docker`'s. testcontainers and docker are imported inside the functions that need
+them: the plugin's import must stay cheap.
 """
 
 from __future__ import annotations
@@ -23,16 +24,16 @@ from __future__ import annotations
 import atexit
 import contextlib
 import dataclasses
-import socket
 import time
 from typing import TYPE_CHECKING, Any
 
+from pytest_chaos import _docker
+from pytest_chaos._ports import free_port
 from pytest_chaos.backends import BackendError
 from pytest_chaos.backends.client import ProxyInfo, ToxiproxyClient, ToxiproxyError
 
 if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer
-    from testcontainers.core.docker_client import DockerClient
 
 API_PORT = 8474
 PROXY_PORTS = tuple(range(8666, 8698))
@@ -72,23 +73,25 @@ class ToxiproxyContainer:
         self._container: DockerContainer | None = None
 
     def start(self) -> ToxiproxyClient:
-        from pytest_chaos.services.container import ensure_session
-
-        docker_client = _docker_client()
+        """Start the container and wait until its API answers; BackendError saying why when
+        there is no Docker, no image, or no answer (nothing is left behind then)."""
+        require_docker()
         try:
-            _ensure_image(docker_client, self.image)
+            _docker.ensure_image(self.image)
             # Ryuk off when its image is absent (it would be pulled), the atexit clean-up and
             # the watchdog that removes this process's containers even after a SIGKILL.
-            ensure_session()
-        except BackendError:
-            raise
+            _docker.ensure_session()
+        except _docker.ImageUnavailable as error:
+            raise BackendError(
+                f"--chaos-backend container: {error}; run `docker pull {error.image}`"
+                " where a registry is reachable, choose a local image with"
+                " --chaos-toxiproxy-image, or use --chaos-backend embedded"
+            ) from None
         except Exception as error:
             raise BackendError(
                 f"--chaos-backend container: Docker failed while looking for {self.image}:"
-                f" {_short(error)}"
+                f" {_docker.one_line(error)}"
             ) from None
-        finally:
-            docker_client.client.close()
         container: DockerContainer | None = None
         try:
             container = self._container = self._configure()
@@ -104,7 +107,7 @@ class ToxiproxyContainer:
             self.stop()
             raise BackendError(
                 f"--chaos-backend container: the {self.image} container did not start:"
-                f" {_short(error)}{detail}"
+                f" {_docker.one_line(error)}{detail}"
             ) from None
         except BaseException:
             self.stop()
@@ -129,14 +132,12 @@ class ToxiproxyContainer:
     def _configure(self) -> DockerContainer:
         from testcontainers.core.container import DockerContainer
 
-        from pytest_chaos.services.container import SESSION_ID, SESSION_LABEL
-
         seed = [f"-seed={self.seed}"] if self.seed is not None else []
         container = DockerContainer(self.image)
-        labels = {BACKEND_LABEL: "toxiproxy", SESSION_LABEL: SESSION_ID}
+        labels = {BACKEND_LABEL: "toxiproxy", **_docker.session_labels()}
         options: dict[str, Any] = {"labels": labels}
         if self.network == "host":
-            self._host_api_port = _free_port()
+            self._host_api_port = free_port()
             options["network"] = "host"
             container.with_command(["-host=127.0.0.1", f"-port={self._host_api_port}", *seed])
         else:
@@ -195,7 +196,7 @@ class ToxiproxyContainer:
                         return
                     last = f"HTTP {response.status_code}"
                 except httpx.HTTPError as error:
-                    last = _short(error)
+                    last = _docker.one_line(error)
                 self._raise_if_exited()
                 if time.monotonic() > deadline:
                     raise BackendError(
@@ -314,99 +315,35 @@ class PublishedPortsClient(ToxiproxyClient):
 
 
 # -- Docker helpers
-def _docker_client() -> DockerClient:
-    """A client of the Docker engine, or BackendError saying why there is none."""
-    try:
-        from testcontainers.core.docker_client import DockerClient
-    except ImportError as error:
+def require_docker() -> None:
+    """Return when a Docker engine answers; else BackendError saying why, and what to do."""
+    missing = _docker.missing_package()
+    if missing is not None:
         raise BackendError(
-            f"--chaos-backend container needs testcontainers ({error});"
-            " pip install 'testcontainers>=4.10', or use --chaos-backend embedded"
-        ) from None
-    from testcontainers.core.docker_client import get_docker_host
-
-    def unreachable(why: str) -> BackendError:
-        return BackendError(
-            f"--chaos-backend container: cannot reach a Docker engine ({why});"
+            f"--chaos-backend container needs Docker support: {missing}; or use"
+            " --chaos-backend embedded"
+        )
+    reason = _docker.docker_unavailable_reason()
+    if reason is not None:
+        raise BackendError(
+            f"--chaos-backend container: cannot reach a Docker engine ({reason});"
             " start Docker (or set DOCKER_HOST), or use --chaos-backend embedded"
         )
-
-    # docker-py leaks the socket of a failed unix connection (a ResourceWarning later, in
-    # whichever test the garbage collector runs): try the socket ourselves first.
-    host = get_docker_host() or "unix:///var/run/docker.sock"
-    if host.startswith("unix://"):
-        path = host.removeprefix("unix://")
-        with socket.socket(socket.AF_UNIX) as probe:
-            probe.settimeout(10)
-            try:
-                probe.connect(path)
-            except OSError as error:
-                raise unreachable(f"{path}: {error.strerror or error}") from None
-    try:
-        client = DockerClient(timeout=10)
-    except Exception as error:
-        raise unreachable(_short(error)) from None
-    try:
-        client.client.ping()
-    except Exception as error:
-        client.client.close()
-        raise unreachable(_short(error)) from None
-    return client
-
-
-def _image_present(client: DockerClient, image: str) -> bool:
-    try:
-        client.client.images.get(image)
-    except Exception as error:
-        if getattr(error, "status_code", None) == 404:  # docker.errors.ImageNotFound
-            return False
-        raise
-    return True
-
-
-def _ensure_image(client: DockerClient, image: str) -> None:
-    """Pull `image` if it is not present locally; fail fast when that is impossible. Both use
-    the name testcontainers will run: with its registry prefix, if one is configured."""
-    from testcontainers.core.config import testcontainers_config
-
-    image = testcontainers_config.hub_image_name_prefix + image
-    if _image_present(client, image):
-        return
-    try:
-        client.client.images.pull(image)
-    except Exception as error:
-        raise BackendError(
-            f"--chaos-backend container: image {image} is not present locally and could not"
-            f" be pulled ({_short(error)}). Run `docker pull {image}` where a registry is"
-            " reachable, choose a local image with --chaos-toxiproxy-image, or use"
-            " --chaos-backend embedded"
-        ) from None
 
 
 def _log_tail(container: DockerContainer | None) -> str:
     if container is None:
         return ""
     try:
-        logs = container.get_wrapped_container().logs(tail=LOG_TAIL_LINES)
+        wrapped = container.get_wrapped_container()
     except Exception:
         return ""
-    text = logs.decode(errors="replace").rstrip()
+    text = _docker.log_tail(wrapped, LOG_TAIL_LINES)
+    if text is None:
+        return ""
     return f"; its log ends with:\n{text}" if text else "; its log is empty"
 
 
 def _port_of(listen: str) -> int:
     port = listen.rpartition(":")[2]
     return int(port) if port.isdigit() else 0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _short(error: BaseException) -> str:
-    """The first line of an error's text, without the request URL docker's errors repeat."""
-    explanation = getattr(error, "explanation", None)
-    text = str(explanation or error).strip() or type(error).__name__
-    return text.splitlines()[0]

@@ -1,9 +1,9 @@
 """Where the Toxiproxy API lives: the embedded engine in its own process, an external server,
 or a Toxiproxy container.
 
-The embedded engine's process is managed by `engine_process`, the container by
-`toxiproxy_container` (whose client translates addresses between the container and this
-machine); this module connects the session to whichever server the backend names.
+The embedded engine's process is managed by `embedded`, the container by `container` (whose
+client translates addresses between the container and this machine); this module connects the
+session to whichever server the backend names.
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ def open_server(
     is passed to it as `-seed`."""
     if backend == "embedded":
         assert process is not None
-        client = ToxiproxyClient(process.wait_ready())
+        client = ToxiproxyClient(process.wait_ready(), diagnose=process.diagnose)
         return ToxiproxyServer(backend, client, process)
     if backend == "toxiproxy":
         assert url is not None

@@ -5,63 +5,51 @@ only, at a host port chosen once and kept for the service's life: `docker stop`/
 the binding, so `restart()`, `kill()` + `start()` and friends bring the server back at the
 address its proxy points at, in the same container (same data).
 
-Nothing outlives the session. Every container carries the labels `pytest-chaos.session=<id of
-this Python process>` and `pytest-chaos.service=<name>`; an atexit handler removes this
-process's containers, and a watchdog process started with the first container (in its own
-session, so a Ctrl-C meant for pytest does not reach it first) removes them when pytest dies
-without running it (SIGKILL, a crash). Ryuk, testcontainers' own reaper, is used as well when
-its image is present locally; otherwise it is disabled before testcontainers creates anything
-(it would try to pull it).
+Nothing outlives the session: every container carries the labels `pytest-chaos.session=<id of
+this Python process>` and `pytest-chaos.service=<name>`, and `_docker` removes this process's
+containers at exit, or from its watchdog process when pytest dies without exiting (SIGKILL, a
+crash).
 
-docker and testcontainers are imported inside the functions that need them: importing this
-module stays cheap.
+docker and testcontainers are imported inside the functions that need them (`_docker` does
+it): importing this module stays cheap.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import importlib
 import itertools
-import os
 import re
 import signal
-import socket
-import sys
-import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
+from pytest_chaos import _docker
+from pytest_chaos._docker import docker_unavailable_reason
+from pytest_chaos._ports import free_port, port_is_free
 from pytest_chaos.services.base import Service, ServiceError
 
 if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer
 
-# The docker SDK has no type information: its objects are Any here, imported through
-# _docker() on first use.
+__all__ = ["ContainerService", "ContainerSpec", "DockerUnavailable", "docker_unavailable_reason"]
+
+# The docker SDK has no type information: its objects are Any here.
 Container = Any
 
-SESSION_LABEL = "pytest-chaos.session"
-SERVICE_LABEL = "pytest-chaos.service"
-SESSION_ID = uuid.uuid4().hex  # this Python process: its containers carry it
 LOOPBACK = "127.0.0.1"
 DEFAULT_NETWORK = "bridge"
 
-PING_TIMEOUT_SECONDS = 3.0
-PULL_STALL_SECONDS = 30.0  # a pull that reports nothing for this long has failed
 POLL_INTERVAL_SECONDS = 0.05
 PORT_ATTEMPTS = 3
 LOG_TAIL_LINES = 15
 _LIVE_STATES = ("created", "running", "paused", "restarting")
 
 
-class DockerUnavailable(ServiceError):
-    """No Docker engine answers here (callers may skip rather than fail)."""
+class DockerUnavailable(ServiceError, _docker.DockerUnavailable):
+    """No Docker engine answers here to run the service (callers may skip rather than fail)."""
 
 
 @dataclass(frozen=True)
@@ -168,7 +156,7 @@ class ContainerService(Service):
         unavailable = docker_unavailable_reason()
         if unavailable is not None:
             raise DockerUnavailable(self.name, unavailable)
-        ensure_session()
+        _docker.ensure_session()
         try:
             self._create_and_start()
         except BaseException:
@@ -252,7 +240,7 @@ class ContainerService(Service):
         except Exception as error:
             if self.running:  # not merely "it exited meanwhile"
                 raise ServiceError(
-                    self.name, f"docker kill -s {name}: {_one_line(error)}"
+                    self.name, f"docker kill -s {name}: {_docker.one_line(error)}"
                 ) from None
 
     def _wait_exit(self, container: Container) -> None:
@@ -260,14 +248,17 @@ class ContainerService(Service):
         self.paused = False
 
     def _create_and_start(self) -> None:
-        api_error = _docker("errors").APIError
+        api_error = _docker.docker_module("errors").APIError
         # The check and the pull use the name with testcontainers' registry prefix; the
         # container is created from the bare name, to which testcontainers adds it.
-        image = _ensure_image(self.name, self.spec.image)
+        try:
+            image = _docker.ensure_image(self.spec.image)
+        except _docker.ImageUnavailable as error:
+            raise ServiceError(self.name, str(error)) from None
         for attempt in range(PORT_ATTEMPTS):
             if not self.port or (attempt and not self._fixed_port):
-                self.port = _free_port()
-            if not _port_is_free(self.port):
+                self.port = free_port(LOOPBACK)
+            if not port_is_free(LOOPBACK, self.port):
                 if self._fixed_port or attempt + 1 == PORT_ATTEMPTS:
                     raise self._port_in_use()
                 continue
@@ -279,9 +270,9 @@ class ContainerService(Service):
                 self._container = testcontainer._container  # created, maybe not started
                 if not isinstance(error, api_error):
                     raise
-                if not _is_port_conflict(error):
+                if not _docker.is_port_conflict(error):
                     raise ServiceError(
-                        self.name, f"docker could not start {image}: {_one_line(error)}"
+                        self.name, f"docker could not start {image}: {_docker.one_line(error)}"
                     ) from None
                 self._remove()
                 if self._fixed_port or attempt + 1 == PORT_ATTEMPTS:
@@ -304,10 +295,10 @@ class ContainerService(Service):
         testcontainer.ports = {f"{self.spec.port}/tcp": binding}
         safe_name = re.sub(r"[^a-zA-Z0-9_.-]", "-", self.name)
         testcontainer.with_name(
-            f"pytest-chaos-{safe_name}-{SESSION_ID[:8]}-{next(_containers_named)}"
+            f"pytest-chaos-{safe_name}-{_docker.SESSION_ID[:8]}-{next(_containers_named)}"
         )
         testcontainer.with_kwargs(
-            labels=session_labels(self.name),
+            labels=_docker.session_labels(self.name),
             stop_signal=self.spec.stop_signal.name,
             network=self.network,
         )
@@ -320,10 +311,11 @@ class ContainerService(Service):
         try:
             container.start()
         except Exception as error:
-            if _is_port_conflict(error):
+            if _docker.is_port_conflict(error):
                 raise self._port_in_use() from None
             raise ServiceError(
-                self.name, f"docker could not start its container again: {_one_line(error)}"
+                self.name,
+                f"docker could not start its container again: {_docker.one_line(error)}",
             ) from None
         self.paused = False
         try:
@@ -378,7 +370,8 @@ class ContainerService(Service):
             if self._status() not in _LIVE_STATES:
                 return  # the loop after it reports the exit with its code and log
             raise ServiceError(
-                self.name, f"the wait strategy failed: {_one_line(error)}; log:\n{self._log_tail()}"
+                self.name,
+                f"the wait strategy failed: {_docker.one_line(error)}; log:\n{self._log_tail()}",
             ) from None
 
     def _not_ready(self) -> ServiceError:
@@ -392,13 +385,10 @@ class ContainerService(Service):
         return ServiceError(self.name, f"port {self.port} on {LOOPBACK} is already in use")
 
     def _log_tail(self) -> str:
-        if self._container is None:
+        log = None if self._container is None else _docker.log_tail(self._container, LOG_TAIL_LINES)
+        if log is None:
             return "(no log)"
-        try:
-            log = self._container.logs(tail=LOG_TAIL_LINES).decode(errors="replace")
-        except Exception:
-            return "(no log)"
-        return log.rstrip() or "(empty)"
+        return log or "(empty)"
 
     def _remove(self) -> None:
         container, self._container = self._container, None
@@ -448,221 +438,9 @@ class _WaitTarget:
         return getattr(self._testcontainer, name)
 
 
-# ------------------------------------------------------------------------- Docker and images
-def docker_unavailable_reason() -> str | None:
-    """None when a Docker engine answers (asked once per process, with a short timeout), else
-    one line saying why: no docker package, no socket, or an engine that does not answer."""
-    global _unavailable
-    with _LOCK:
-        if _unavailable is _UNKNOWN:
-            _unavailable = _probe_docker()
-        return _unavailable
-
-
-def _probe_docker() -> str | None:
-    try:
-        docker = _docker()
-        import testcontainers  # noqa: F401
-    except ImportError as error:
-        return f"the {error.name} package is not installed (pip install 'testcontainers>=4.10')"
-    from testcontainers.core.docker_client import get_docker_host
-
-    # Where testcontainers will look (DOCKER_HOST, ~/.testcontainers.properties, the default
-    # socket), so that this answer and the container backend's agree.
-    host = get_docker_host() or "unix:///var/run/docker.sock"
-    if host.startswith("unix://"):
-        socket_path = host.removeprefix("unix://")
-        if not os.path.exists(socket_path):
-            return f"no Docker engine: there is no socket at {socket_path} (is dockerd running?)"
-        # docker-py leaks the socket of a failed unix connection (a ResourceWarning later, in
-        # whichever test the garbage collector runs): try the socket ourselves first.
-        with socket.socket(socket.AF_UNIX) as probe:
-            probe.settimeout(PING_TIMEOUT_SECONDS)
-            try:
-                probe.connect(socket_path)
-            except OSError as error:
-                return f"no Docker engine answers at {host}: {error.strerror or error}"
-    try:
-        client = docker.DockerClient(base_url=host, timeout=int(PING_TIMEOUT_SECONDS))
-        try:
-            client.ping()
-        finally:
-            client.close()
-    except Exception as error:
-        return f"the Docker engine at {host} does not answer: {_one_line(error)}"
-    return None
-
-
-def image_present(image: str) -> bool:
-    """The image is in the local Docker engine (no pull is tried); False without an engine."""
-    if docker_unavailable_reason() is not None:
-        return False
-    try:
-        _client().images.get(image)
-    except _docker("errors").DockerException:
-        return False
-    return True
-
-
-def _ensure_image(service: str, image: str) -> str:
-    """The image as testcontainers will name it, pulled first when it is not present: once,
-    and given up when the engine reports an error or stalls (no registry is a fast failure,
-    not a retry loop)."""
-    docker_exception = _docker("errors").DockerException
-    from testcontainers.core.config import testcontainers_config
-
-    image = testcontainers_config.hub_image_name_prefix + image
-    if image_present(image):
-        return image
-    repository, tag = _split_image(image)
-    error: str | None = None
-    try:
-        with _docker().APIClient(
-            base_url=_client().api.base_url, version="auto", timeout=PULL_STALL_SECONDS
-        ) as api:
-            for event in api.pull(repository, tag=tag, stream=True, decode=True):
-                if isinstance(event, dict) and event.get("error"):
-                    error = str(event["error"])
-                    break
-    except docker_exception as failure:
-        error = _one_line(failure)
-    except Exception as failure:  # a stalled pull: requests' read timeout
-        error = f"the pull stalled for {PULL_STALL_SECONDS:g}s ({_one_line(failure)})"
-    if error is None and not image_present(image):
-        error = "the engine reported no error, yet the image is still missing"
-    if error is not None:
-        raise ServiceError(
-            service, f"image {image} is not present locally and could not be pulled: {error}"
-        )
-    return image
-
-
-def _split_image(image: str) -> tuple[str, str | None]:
-    """("repo", "tag") from "repo:tag", leaving digests and registry ports alone."""
-    if "@" in image:
-        return image, None
-    repository, sep, tag = image.rpartition(":")
-    if not sep or "/" in tag:
-        return image, "latest"
-    return repository, tag
-
-
-def _is_port_conflict(error: BaseException) -> bool:
-    text = str(error).lower()
-    return "port is already allocated" in text or "address already in use" in text
-
-
-def _one_line(error: BaseException) -> str:
-    """The engine's own explanation when there is one, on one line."""
-    text = str(getattr(error, "explanation", None) or error) or type(error).__name__
-    return " ".join(text.split())
-
-
-def _docker(module: str = "") -> Any:
-    """The docker SDK (or one of its modules), imported on first use."""
-    return importlib.import_module(f"docker.{module}" if module else "docker")
-
-
-def _client() -> Any:
-    """One client for the module's own questions (images); each service has its own."""
-    global _shared_client
-    with _LOCK:
-        if _shared_client is None:
-            _shared_client = _docker().from_env()
-        return _shared_client
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
-
-
-def _port_is_free(port: int) -> bool:
-    """No one listens there (SO_REUSEADDR, as servers bind, ignores connections in TIME_WAIT)."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((LOOPBACK, port))
-        except OSError:
-            return False
-    return True
-
-
 def _log_matches(container: Container, pattern: str | re.Pattern[str], since: float) -> bool:
     log = container.logs(since=since).decode(errors="replace")
     return re.search(pattern, log, re.MULTILINE) is not None
 
 
-# --------------------------------------------------------------------- the session's clean-up
-def session_labels(service: str) -> dict[str, str]:
-    """The labels of a container started for `service` by this process (the atexit handler
-    and the watchdog remove what carries them)."""
-    return {SESSION_LABEL: SESSION_ID, SERVICE_LABEL: service}
-
-
-def ensure_session() -> None:
-    """Before testcontainers creates anything: Ryuk off unless its image is present locally
-    (it would be pulled); once per process, the atexit clean-up and the watchdog process."""
-    global _session_started, _ryuk_present
-    with _LOCK:
-        from testcontainers.core.config import testcontainers_config
-
-        # Asked every time, not once: the setting lives in testcontainers' module, which a
-        # host program may import afresh (pytester's in-process runs drop it between runs).
-        if not testcontainers_config.ryuk_disabled:
-            if _ryuk_present is None:
-                _ryuk_present = image_present(testcontainers_config.ryuk_image)
-            if not _ryuk_present:
-                testcontainers_config.ryuk_disabled = True
-        if _session_started:
-            return
-        atexit.register(remove_session_containers)
-        _start_watchdog()
-        _session_started = True
-
-
-def remove_session_containers() -> None:
-    """Remove every container of this process (by its session label), and close the module's
-    own client; errors are ignored."""
-    global _shared_client
-    if _shared_client is not None:
-        with contextlib.suppress(Exception):
-            _shared_client.close()
-        _shared_client = None
-    with contextlib.suppress(Exception):
-        client = _docker().from_env(timeout=int(PING_TIMEOUT_SECONDS) * 5)
-        filters = {"label": f"{SESSION_LABEL}={SESSION_ID}"}
-        for container in client.containers.list(all=True, filters=filters):
-            with contextlib.suppress(Exception):
-                container.remove(force=True, v=True)
-        client.close()
-
-
-def _start_watchdog() -> None:
-    """`python -m pytest_chaos.services.reaper <our pid> <session label>` in its own session,
-    with no Popen object to warn about it at exit."""
-    if not sys.executable:
-        return
-    package_root = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-    argv = [
-        sys.executable,
-        "-m",
-        "pytest_chaos.services.reaper",
-        str(os.getpid()),
-        f"{SESSION_LABEL}={SESSION_ID}",
-    ]
-    quiet = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
-    with contextlib.suppress(OSError):
-        os.posix_spawn(sys.executable, argv, env, file_actions=quiet, setsid=True)
-
-
-_LOCK = threading.RLock()
-_ryuk_present: bool | None = None  # Ryuk's image is in the local engine (asked once)
-_UNKNOWN = "?"  # docker_unavailable_reason() not asked yet
-_unavailable: str | None = _UNKNOWN
-_shared_client: Any = None
-_session_started = False
 _containers_named = itertools.count(1)

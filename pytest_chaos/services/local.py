@@ -1,41 +1,34 @@
 """Local servers: a binary from PATH on a free loopback port in a temporary directory.
 
-Nothing outlives the session: each server leads its own process group (its descendants are
-found through /proc as well, since PostgreSQL backends start their own sessions), the kernel
-SIGKILLs it if the process that started it dies (PR_SET_PDEATHSIG, Linux; note that this
-follows the *thread* that started it: servers are therefore always started from the main
-thread or from one long-lived spawner thread, never from a short-lived caller's), and an
-atexit handler kills whatever is still running at interpreter exit (including after Ctrl-C).
+Nothing outlives the session: each server is started by `_process.spawn()` (its own session,
+killed by the kernel if the process that started it dies), stopped with its whole process tree
+(PostgreSQL's backends start sessions of their own), and an atexit handler kills whatever is
+still running at interpreter exit (including after Ctrl-C).
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import glob
 import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Self
 
+from pytest_chaos import _process
+from pytest_chaos._ports import free_port, port_is_free
 from pytest_chaos.services.base import BinaryNotFound, Service, ServiceError
 from pytest_chaos.services.recipes import Recipe
 
 POLL_INTERVAL_SECONDS = 0.02
 PORT_ATTEMPTS = 3
-PR_SET_PDEATHSIG = 1
-LOG_TAIL_LINES = 15
 
 
 class LocalProcess(Service):
@@ -52,7 +45,7 @@ class LocalProcess(Service):
         self.port = port or 0
         self._fixed_port = port is not None
         self.directory: Path | None = None
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: subprocess.Popen[Any] | None = None
         self.paused = False
         self._initialised = False
         self._account: pwd.struct_passwd | None = None
@@ -104,8 +97,8 @@ class LocalProcess(Service):
             self._initialised = True
         for attempt in range(PORT_ATTEMPTS):
             if not self.port or (attempt and not self._fixed_port):
-                self.port = _free_port(self.host)
-            if not _port_is_free(self.host, self.port):
+                self.port = free_port(self.host)
+            if not port_is_free(self.host, self.port):
                 if self._fixed_port or attempt + 1 == PORT_ATTEMPTS:
                     raise ServiceError(
                         self.name, f"port {self.port} on {self.host} is already in use"
@@ -133,21 +126,20 @@ class LocalProcess(Service):
     def kill(self) -> None:
         """SIGKILL to the server and everything it started; returns once it is dead."""
         process = self._require_running("kill")
-        self._signal_tree(process.pid, signal.SIGKILL)
-        process.wait()
+        _process.kill(process, self.recipe.stop_timeout)
         self.paused = False
         _LIVE.discard(self)
 
     def pause(self) -> None:
         """SIGSTOP the server and its children: connections stay open, nothing answers."""
         process = self._require_running("pause")
-        self._signal_tree(process.pid, signal.SIGSTOP)
+        _process.signal_tree(process, signal.SIGSTOP)
         self.paused = True
 
     def resume(self) -> None:
         """SIGCONT what `pause()` froze."""
         process = self._require_running("resume")
-        self._signal_tree(process.pid, signal.SIGCONT, parent_last=True)
+        _process.signal_tree(process, signal.SIGCONT, leader_last=True)
         self.paused = False
 
     def restart(self) -> None:
@@ -167,43 +159,17 @@ class LocalProcess(Service):
             self._initialised = False
 
     # ---------------------------------------------------------------------------- internals
-    def _require_running(self, operation: str) -> subprocess.Popen[bytes]:
+    def _require_running(self, operation: str) -> subprocess.Popen[Any]:
         if self.process is None or self.process.poll() is not None:
             raise ServiceError(self.name, f"cannot {operation}(): it is not running")
         return self.process
 
     def _shutdown(self, operation: str, stop_signal: signal.Signals) -> None:
         process = self._require_running(operation)
-        descendants = _descendants(process.pid)
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(stop_signal)
-        if self.paused:  # a stopped process handles its signal only once continued
-            self._signal_tree(process.pid, signal.SIGCONT, parent_last=True)
-            self.paused = False
-        try:
-            process.wait(timeout=self.recipe.stop_timeout)
-        except subprocess.TimeoutExpired:
-            self._signal_tree(process.pid, signal.SIGKILL)
-            process.wait()
-        _signal_processes(descendants, signal.SIGKILL)  # children that outlived their parent
-        _wait_gone(descendants, self.recipe.stop_timeout)
+        # A stopped process handles its signal only once continued.
+        _process.stop(process, stop_signal, self.recipe.stop_timeout, thaw=self.paused)
+        self.paused = False
         _LIVE.discard(self)
-
-    def _signal_tree(self, pid: int, sig: signal.Signals, *, parent_last: bool = False) -> None:
-        """Signal the process group led by `pid` and every descendant (PostgreSQL backends
-        lead their own sessions, so the group alone does not reach them). Descendants are
-        listed before the leader is signalled: once it dies they belong to init."""
-        descendants = _descendants(pid)
-        if not parent_last:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, sig)
-            descendants += _descendants(pid)  # forked while we looked
-        _signal_processes(descendants, sig)
-        if sig == signal.SIGKILL:
-            _wait_gone(descendants, self.recipe.stop_timeout)
-        if parent_last:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, sig)
 
     def _binary(self, name: str) -> str:
         found = shutil.which(name)
@@ -283,26 +249,19 @@ class LocalProcess(Service):
         return {**os.environ, **self.recipe.env} if self.recipe.env else None
 
     def _spawn_and_wait(self, command: list[str]) -> None:
-        log = self.log_path.open("ab")
-        self._log_start = log.tell()  # failures quote this start's lines, not earlier ones
+        # Failures quote this start's lines of the log, not earlier ones.
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         try:
-            process = _popen(
+            process = _process.spawn(
                 self._format(command),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                log=self.log_path,
                 env=self._env(),
-                # Its own process group: a Ctrl-C reaches pytest only, which stops the server.
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
                 user=self._uid,
                 group=self._gid,
                 extra_groups=self._groups,
             )
         except OSError as error:
             raise ServiceError(self.name, f"cannot run {command[0]}: {error}") from None
-        finally:
-            log.close()
         self.process, self.paused = process, False
         _LIVE.add(self)
         deadline = time.monotonic() + self.recipe.ready_timeout
@@ -332,13 +291,10 @@ class LocalProcess(Service):
             time.sleep(POLL_INTERVAL_SECONDS)
 
     def _log_tail(self) -> str:
-        try:
-            with self.log_path.open("rb") as log:
-                log.seek(self._log_start)
-                lines = log.read().decode(errors="replace").splitlines()
-        except OSError:
+        tail = _process.log_tail(self.log_path, start=self._log_start)
+        if tail is None:
             return "(no log)"
-        return "\n".join(lines[-LOG_TAIL_LINES:]) or "(empty)"
+        return tail or "(empty)"
 
 
 class _PortTaken(Exception):
@@ -346,75 +302,9 @@ class _PortTaken(Exception):
 
 
 # ------------------------------------------------------------------------------------ helpers
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def _port_is_free(host: str, port: int) -> bool:
-    """No one listens there. SO_REUSEADDR, as servers use it, so that connections of a killed
-    server still in TIME_WAIT do not count."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def _version_key(path: str) -> tuple[int, ...]:
     parent = Path(path).parent.name
     return tuple(int(part) for part in parent.split(".") if part.isdigit())
-
-
-def _stat(pid: int | str) -> list[bytes] | None:
-    """The fields of /proc/PID/stat after the command name (state, ppid, ...), or None."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            return stat.read().rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def _descendants(pid: int) -> list[tuple[int, bytes]]:
-    """Every live descendant of `pid` as (pid, start time), from /proc (empty without it)."""
-    children: dict[int, list[tuple[int, bytes]]] = {}
-    for entry in glob.glob("/proc/[0-9]*"):
-        number = entry.rsplit("/", 1)[1]
-        fields = _stat(number)
-        if fields is not None and len(fields) > 19:
-            children.setdefault(int(fields[1]), []).append((int(number), fields[19]))
-    found: list[tuple[int, bytes]] = []
-    pending = list(children.get(pid, []))
-    while pending:
-        child, started = pending.pop()
-        found.append((child, started))
-        pending.extend(children.get(child, []))
-    return found
-
-
-def _is_running(pid: int, started: bytes) -> bool:
-    """`pid` is still the process that started at `started`, and not a zombie."""
-    fields = _stat(pid)
-    return fields is not None and len(fields) > 19 and fields[19] == started and fields[0] != b"Z"
-
-
-def _wait_gone(processes: Sequence[tuple[int, bytes]], timeout: float) -> None:
-    """Until every process has exited (a SIGKILL is delivered asynchronously)."""
-    deadline = time.monotonic() + timeout
-    for pid, started in processes:
-        while _is_running(pid, started) and time.monotonic() < deadline:
-            time.sleep(0.005)
-
-
-def _signal_processes(processes: Sequence[tuple[int, bytes]], sig: signal.Signals) -> None:
-    """Signal each (pid, start time) that is still that process (not a reused pid)."""
-    for pid, started in dict.fromkeys(processes):
-        if _is_running(pid, started):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, sig)
 
 
 def _unprivileged_account(service: str) -> pwd.struct_passwd:
@@ -422,39 +312,6 @@ def _unprivileged_account(service: str) -> pwd.struct_passwd:
         with contextlib.suppress(KeyError):
             return pwd.getpwnam(name)
     raise ServiceError(service, "refuses to run as root, and there is no postgres or nobody user")
-
-
-def _popen(argv: list[str], **options: Any) -> subprocess.Popen[bytes]:
-    """subprocess.Popen, from a thread that lives as long as the process.
-
-    PR_SET_PDEATHSIG fires when the thread that forked the child ends, not the process: a
-    server started by a test's worker thread (a restart while a workload runs) would be
-    killed as soon as that thread returned. The main thread forks directly; other threads
-    hand the fork to one spawner thread that lives until interpreter exit.
-    """
-
-    def fork() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(argv, **options)
-
-    if threading.current_thread() is threading.main_thread():
-        return fork()
-    global _spawner
-    with _SPAWNER_LOCK:
-        if _spawner is None:
-            _spawner = ThreadPoolExecutor(1, thread_name_prefix="pytest-chaos-spawner")
-    return _spawner.submit(fork).result()
-
-
-_spawner: ThreadPoolExecutor | None = None
-_SPAWNER_LOCK = threading.Lock()
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: have the kernel SIGKILL it if pytest dies without cleaning up
-    (SIGKILL, a crash). Runs after the switch of user, which would clear the setting."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
 
 
 # Every local server still running; killed at interpreter exit if nothing stopped it before.

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -153,3 +156,63 @@ def test_same_file_on_embedded_and_external_backends(
         ]
     embedded.assert_outcomes(passed=8, deselected=1)
     external.assert_outcomes(passed=9)
+
+
+ENGINE_DIES = """
+import os
+import signal
+import time
+
+import pytest
+
+from netcheck import talk
+from pytest_chaos._keys import process_key
+
+
+def test_kills_the_engine(toxiproxy, request):
+    engine = request.config.stash[process_key]
+    print("engine:", engine.url)
+    os.kill(engine.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while engine.diagnose() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_with_the_chaos_fixture(chaos):
+    pass
+
+
+@pytest.mark.latency("echo", 100)
+def test_with_a_marker(echo):
+    assert talk(echo).outcome == "ok"
+"""
+
+
+def test_an_engine_that_died_mid_run_fails_the_next_tests_saying_so(
+    suite: pytest.Pytester,
+) -> None:
+    suite.makepyfile(test_engine_dies=ENGINE_DIES)
+    result = suite.runpytest_inprocess("-p", "no:randomly", "-s")
+    killed = re.search(r"engine: (http://\S+)", result.stdout.str())
+    assert killed is not None, result.stdout.str()
+    url = killed.group(1)
+    found = re.search(r"its log, kept at (\S+), ends with:", result.stdout.str())
+    assert found is not None, result.stdout.str()
+    log = Path(found.group(1))
+    try:
+        assert log.is_file()
+        for test in ("test_with_the_chaos_fixture", "test_with_a_marker"):
+            result.stdout.fnmatch_lines(
+                [
+                    f"*_ ERROR at setup of {test} _*",
+                    exact(
+                        f"pytest-chaos: cannot reach {url}: the embedded engine died (killed by"
+                        f" SIGKILL); its log, kept at {log}, ends with:"
+                    ),
+                    exact(f"pytest-chaos engine 0.1.0 listening on {url} (seed ") + "*",
+                ]
+            )
+        result.stdout.no_fnmatch_line("*pytest_chaos*.py:*")  # no traceback of ours
+    finally:
+        shutil.rmtree(log.parent, ignore_errors=True)
+    result.assert_outcomes(passed=1, errors=2)

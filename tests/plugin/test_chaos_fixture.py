@@ -134,17 +134,10 @@ def test_context_manager_twins(suite: pytest.Pytester) -> None:
 
 
 PROXIES = """
-import socket
-
 import pytest
 
 from netcheck import talk
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from pytest_chaos._ports import free_port
 
 
 def test_get_or_create(chaos, toxiproxy):

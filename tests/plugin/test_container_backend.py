@@ -12,16 +12,23 @@ from contextlib import contextmanager
 
 import pytest
 
-from pytest_chaos.backends import BackendError
-from pytest_chaos.backends.container import BACKEND_LABEL, _docker_client
+from pytest_chaos._docker import SESSION_ID, SESSION_LABEL, docker_unavailable_reason
+from pytest_chaos.backends.container import BACKEND_LABEL
 from pytest_chaos.config import DEFAULT_TOXIPROXY_IMAGE
 from tests.plugin.conftest import NETCHECK, exact, make_ini
-from tests.servers import _EchoHandler, _Server
+from tests.servers import _EchoHandler, _Server, free_port
 
 pytest.importorskip("testcontainers", reason="testcontainers is not installed")
 
 STAND_IN = "pytest-chaos/engine:local"
-LABEL_FILTER = f"label={BACKEND_LABEL}=toxiproxy"
+# The inner runs are in this process: their containers carry its session label, which keeps
+# those of the other xdist worker, started meanwhile, out of the count.
+LABEL_FILTERS = (
+    "--filter",
+    f"label={BACKEND_LABEL}=toxiproxy",
+    "--filter",
+    f"label={SESSION_LABEL}={SESSION_ID}",
+)
 
 # The inner run: one echo server of the outer test, reached through a proxy the test makes.
 INNER = """
@@ -86,11 +93,9 @@ def test_unpublished_listen_port(chaos):
 
 @pytest.fixture(scope="module")
 def docker_engine() -> None:
-    try:
-        client = _docker_client()
-    except BackendError as error:
-        pytest.skip(f"Docker is unavailable: {error}")
-    client.client.close()
+    reason = docker_unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"Docker is unavailable: {reason}")
 
 
 def image_present(image: str) -> bool:
@@ -102,7 +107,7 @@ def image_present(image: str) -> bool:
 
 def backend_containers() -> set[str]:
     listed = subprocess.run(
-        ["docker", "ps", "-a", "-q", "--no-trunc", "--filter", LABEL_FILTER],
+        ["docker", "ps", "-a", "-q", "--no-trunc", *LABEL_FILTERS],
         capture_output=True,
         text=True,
         check=True,
@@ -113,7 +118,7 @@ def backend_containers() -> set[str]:
 
 @contextmanager
 def no_container_left() -> Iterator[None]:
-    """Containers of other sessions running at the same time are not ours to count."""
+    """No container of this process's is left by the block."""
     before = backend_containers()
     yield
     assert backend_containers() - before == set()
@@ -179,7 +184,9 @@ def test_upstream_image(pytester: pytest.Pytester) -> None:
 
 @pytest.mark.usefixtures("docker_engine")
 def test_missing_image_fails_fast(pytester: pytest.Pytester) -> None:
-    image = "pytest-chaos/no-such-image:missing"
+    # A registry on a closed port: the engine's pull fails at once, with its own reason.
+    registry = f"127.0.0.1:{free_port()}"
+    image = f"{registry}/no-such-image:missing"
     make_ini(pytester)
     pytester.makepyfile(
         test_inner="""
@@ -196,13 +203,10 @@ def test_missing_image_fails_fast(pytester: pytest.Pytester) -> None:
             "_* ERROR at setup of test_needs_the_server _*",
             exact(
                 f"pytest-chaos: --chaos-backend container: image {image} is not present locally"
-                " and could not be pulled ("
-            )
-            + "*"
-            + exact(
-                f"). Run `docker pull {image}` where a registry is reachable, choose a local"
-                " image with --chaos-toxiproxy-image, or use --chaos-backend embedded"
-            ),
+                f" and could not be pulled: Get *{registry}*connection refused; run"
+                f" `docker pull {image}` where a registry is reachable, choose a local image"
+                " with --chaos-toxiproxy-image, or use --chaos-backend embedded"
+            ).replace("[*]", "*"),
         ]
     )
     result.assert_outcomes(errors=1)

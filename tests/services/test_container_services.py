@@ -25,20 +25,19 @@ import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
-from pytest_chaos.services import ServiceError, postgres_ready, redis_ready
-from pytest_chaos.services.container import (
+from pytest_chaos._docker import (
     SERVICE_LABEL,
     SESSION_ID,
     SESSION_LABEL,
-    ContainerService,
-    ContainerSpec,
     docker_unavailable_reason,
     image_present,
 )
+from pytest_chaos._ports import free_port
+from pytest_chaos.services import ServiceError, postgres_ready, redis_ready
+from pytest_chaos.services.container import ContainerService, ContainerSpec
 
 REDIS_IMAGE = "pytest-chaos/redis:local"
 POSTGRES_IMAGE = "pytest-chaos/postgres:local"
-MISSING_IMAGE = "pytest-chaos/does-not-exist:1"
 REAP_SECONDS = 15
 
 unavailable = docker_unavailable_reason()
@@ -294,18 +293,21 @@ def test_postgres_restart_keeps_the_data(postgres_container: ContainerService) -
 # -------------------------------------------------------------------------------- bad input
 def test_an_image_that_is_absent_and_cannot_be_pulled_fails_fast_and_leaves_nothing() -> None:
     name = unique("ghost")
-    service = ContainerService(ContainerSpec(MISSING_IMAGE, 6379), name=name)
+    # A registry on a closed port: the engine's pull fails at once, with its own reason.
+    registry = f"127.0.0.1:{free_port()}"
+    image = f"{registry}/does-not-exist:1"
+    service = ContainerService(ContainerSpec(image, 6379), name=name)
     started = time.monotonic()
     with pytest.raises(ServiceError) as raised:
         service.start()
     assert time.monotonic() - started < 10
     message = str(raised.value)
-    expected = (
-        f"service '{name}': image {MISSING_IMAGE} is not present locally and could not be pulled: "
-    )
+    expected = f"service '{name}': image {image} is not present locally and could not be pulled: "
     assert message.startswith(expected), message
     assert "\n" not in message
-    assert len(message) > len(expected)  # the pull's own reason follows
+    reason = message.removeprefix(expected)
+    assert registry in reason, reason
+    assert "connection refused" in reason, reason
     assert not service.running
     assert wait_until_no_containers(f"{SERVICE_LABEL}={name}", timeout=0) == []
 
@@ -380,7 +382,8 @@ def test_ryuk_is_off_unless_its_image_is_present(cache: ContainerService) -> Non
 CHILD = """
 import sys, time
 from pytest_chaos.services import redis_ready
-from pytest_chaos.services.container import SESSION_ID, ContainerService, ContainerSpec
+from pytest_chaos._docker import SESSION_ID
+from pytest_chaos.services.container import ContainerService, ContainerSpec
 
 service = ContainerService(ContainerSpec({image!r}, 6379, ready=redis_ready), name={name!r})
 service.start()
@@ -392,7 +395,8 @@ CHILD_TEST = """
 import time
 from pathlib import Path
 from pytest_chaos.services import redis_ready
-from pytest_chaos.services.container import SESSION_ID, ContainerService, ContainerSpec
+from pytest_chaos._docker import SESSION_ID
+from pytest_chaos.services.container import ContainerService, ContainerSpec
 
 def test_waits_for_ctrl_c():
     spec = ContainerSpec({image!r}, 6379, ready=redis_ready)
@@ -410,7 +414,7 @@ def watchdogs(session: str) -> list[int]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if "pytest_chaos.services.reaper" in cmdline and session in cmdline:
+        if "pytest_chaos._reaper" in cmdline and session in cmdline:
             found.append(int(entry.name))
     return found
 

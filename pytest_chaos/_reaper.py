@@ -1,27 +1,27 @@
-"""The watchdog behind container services: `python -m pytest_chaos.services.reaper PID LABEL`.
+"""The watchdog behind `_docker.ensure_session()`: `python -m pytest_chaos._reaper PID LABEL`.
 
-Started once per session, in its own session (a Ctrl-C meant for pytest does not reach it),
-by the process PID that starts containers labelled LABEL (`key=value`). It waits for PID to
-exit, however it exits (normally, Ctrl-C, SIGKILL, a crash), then removes every container
-carrying LABEL, and exits. After a normal exit the atexit handler of PID has already removed
-them, and there is nothing left to do.
+Started once per process, in its own session (a Ctrl-C meant for pytest does not reach it),
+by the process PID that starts containers labelled LABEL (`key=value`): services' and the
+Toxiproxy backend's. It waits for PID to exit, however it exits (normally, Ctrl-C, SIGKILL,
+a crash), then removes every container carrying LABEL, and exits. After a normal exit the
+atexit handler of PID has already removed them, and there is nothing left to do.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import select
 import signal
 import sys
 import time
-from typing import Any
+
+from pytest_chaos._docker import remove_containers
 
 POLL_SECONDS = 0.2
 # A container whose creation was in flight when PID died appears a moment later.
 SECOND_SWEEP_AFTER_SECONDS = 2.0
-USAGE = "usage: python -m pytest_chaos.services.reaper PID LABEL (LABEL is key=value)"
+USAGE = "usage: python -m pytest_chaos._reaper PID LABEL (LABEL is key=value)"
 
 
 def wait_for_exit(pid: int) -> None:
@@ -43,21 +43,6 @@ def wait_for_exit(pid: int) -> None:
         return
     while os.getppid() == pid:
         time.sleep(POLL_SECONDS)
-
-
-def remove_containers(label: str) -> int:
-    """Remove (force, with anonymous volumes) every container carrying `label`; how many."""
-    docker: Any = importlib.import_module("docker")  # no type information
-    removed = 0
-    client = docker.from_env()
-    try:
-        for container in client.containers.list(all=True, filters={"label": label}):
-            with contextlib.suppress(Exception):
-                container.remove(force=True, v=True)
-                removed += 1
-    finally:
-        client.close()
-    return removed
 
 
 def main(argv: list[str]) -> int:

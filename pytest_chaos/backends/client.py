@@ -41,6 +41,7 @@ class ToxicInfo:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ToxicInfo:
+        """The toxic as the API's JSON describes it."""
         return cls(
             name=data["name"],
             type=data["type"],
@@ -62,6 +63,7 @@ class ProxyInfo:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ProxyInfo:
+        """The proxy as the API's JSON describes it (its toxics included)."""
         return cls(
             name=data["name"],
             listen=data["listen"],
@@ -72,12 +74,15 @@ class ProxyInfo:
 
     @property
     def host(self) -> str:
+        """Where clients connect: the listen host, loopback for a proxy listening on every
+        interface."""
         host = self.listen.rpartition(":")[0].strip("[]")
         # A proxy listening on every interface is reached on loopback from the tests.
         return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
 
     @property
     def port(self) -> int:
+        """The port the proxy listens on."""
         return int(self.listen.rpartition(":")[2])
 
     @property
@@ -115,6 +120,7 @@ class ToxiproxyClient:
         self._engine_version: str | bool | None = False
 
     def close(self) -> None:
+        """Close the keep-alive connection to the API."""
         self._http.close()
 
     def __enter__(self) -> ToxiproxyClient:
@@ -142,6 +148,7 @@ class ToxiproxyClient:
 
     # -- the Toxiproxy API
     def version(self) -> str:
+        """The Toxiproxy version the server reports (`GET /version`)."""
         return str(self._request("GET", "/version", "version")["version"])
 
     def engine(self) -> str | None:
@@ -153,10 +160,12 @@ class ToxiproxyClient:
         return self._engine_version if isinstance(self._engine_version, str) else None
 
     def proxies(self) -> dict[str, ProxyInfo]:
+        """Every proxy, by name (`GET /proxies`)."""
         data = self._request("GET", "/proxies", "list proxies")
         return {name: ProxyInfo.from_json(p) for name, p in data.items()}
 
     def get_proxy(self, name: str) -> ProxyInfo:
+        """The proxy `name` (`GET /proxies/{name}`; ToxiproxyError 404 when there is none)."""
         return ProxyInfo.from_json(
             self._request("GET", f"/proxies/{_segment(name)}", f"get proxy {name}")
         )
@@ -164,21 +173,26 @@ class ToxiproxyClient:
     def create_proxy(
         self, name: str, upstream: str, *, listen: str = "127.0.0.1:0", enabled: bool = True
     ) -> ProxyInfo:
+        """Create a proxy (`POST /proxies`); 409 when the name is taken."""
         body = {"name": name, "upstream": upstream, "listen": listen, "enabled": enabled}
         return ProxyInfo.from_json(self._request("POST", "/proxies", f"create proxy {name}", body))
 
     def update_proxy(self, name: str, **changes: Any) -> ProxyInfo:
+        """Change some of a proxy's fields (`listen`, `upstream`, `enabled`); the rest are kept."""
         data = self._request("POST", f"/proxies/{_segment(name)}", f"update proxy {name}", changes)
         return ProxyInfo.from_json(data)
 
     def delete_proxy(self, name: str) -> None:
+        """Delete a proxy, closing its listener and connections."""
         self._request("DELETE", f"/proxies/{_segment(name)}", f"delete proxy {name}")
 
     def populate(self, proxies: list[dict[str, Any]]) -> list[ProxyInfo]:
+        """Create or replace proxies as `POST /populate` does; the proxies it answers with."""
         data = self._request("POST", "/populate", "populate", proxies)
         return [ProxyInfo.from_json(p) for p in data.get("proxies") or ()]
 
     def reset(self) -> None:
+        """Enable every proxy and remove every toxic (`POST /reset`)."""
         self._request("POST", "/reset", "reset")
 
     def add_toxic(
@@ -191,6 +205,8 @@ class ToxiproxyClient:
         toxicity: float = 1.0,
         attributes: dict[str, int] | None = None,
     ) -> ToxicInfo:
+        """Add a toxic to `proxy` (attributes by their Toxiproxy names; default name
+        `<type>_<stream>`)."""
         body: dict[str, Any] = {
             "type": type,
             "stream": stream,
@@ -212,6 +228,7 @@ class ToxiproxyClient:
         toxicity: float | None = None,
         attributes: dict[str, int] | None = None,
     ) -> ToxicInfo:
+        """Change a toxic's toxicity and attributes (merged over the current ones)."""
         body: dict[str, Any] = {"attributes": attributes or {}}
         if toxicity is not None:
             body["toxicity"] = toxicity
@@ -220,10 +237,12 @@ class ToxiproxyClient:
         return ToxicInfo.from_json(self._request("POST", path, operation, body))
 
     def remove_toxic(self, proxy: str, name: str) -> None:
+        """Remove the toxic `name` from `proxy`."""
         operation = f"remove toxic {name} from proxy {proxy}"
         self._request("DELETE", f"/proxies/{_segment(proxy)}/toxics/{_segment(name)}", operation)
 
     def toxics(self, proxy: str) -> list[ToxicInfo]:
+        """The toxics of `proxy`, upstream ones first."""
         data = self._request(
             "GET", f"/proxies/{_segment(proxy)}/toxics", f"list toxics of proxy {proxy}"
         )

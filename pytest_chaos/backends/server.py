@@ -41,9 +41,12 @@ class ToxicNames:
         self.issued: set[tuple[str, str]] = set()
 
     def begin_test(self) -> None:
+        """Number from 1 again: a test gets the same names alone as inside the suite."""
         self._counter = 0
 
     def next(self, proxy: str, toxic_type: str, stream: str) -> str:
+        """A new name for a toxic of `toxic_type` on `proxy`'s `stream`, remembered for the clean-
+        up."""
         self._counter += 1
         name = f"{self._stem}{toxic_type}_{stream}_{self._counter}"
         self.issued.add((proxy, name))
@@ -83,17 +86,22 @@ class ToxiproxyServer:
 
     @property
     def url(self) -> str:
+        """The API's URL."""
         return self.client.url
 
     def create_proxy(self, name: str, upstream: str, *, listen: str = "127.0.0.1:0") -> ProxyInfo:
+        """Create a proxy for the session (deleted at its end on a shared server)."""
         proxy = self.client.create_proxy(name, upstream, listen=listen)
         self.created.add(name)
         return proxy
 
     def proxies(self) -> dict[str, ProxyInfo]:
+        """Every proxy of the server, by name."""
         return self.client.proxies()
 
     def populate(self, proxies: list[dict[str, object]]) -> list[ProxyInfo]:
+        """Create or replace proxies as `POST /populate` does (listening on a free loopback port
+        unless they say otherwise)."""
         existing = self.client.proxies()
         created = self.client.populate([{"listen": "127.0.0.1:0", **p} for p in proxies])
         self.created.update(p.name for p in created if p.name not in existing)
@@ -127,6 +135,7 @@ class ToxiproxyServer:
         return self.client.update_proxy(name, upstream=upstream)
 
     def reset(self) -> None:
+        """Enable every proxy and remove every toxic."""
         self.client.reset()
 
     def remove_own_toxics(self) -> None:
@@ -146,6 +155,8 @@ class ToxiproxyServer:
                             raise
 
     def close(self) -> None:
+        """End the session: stop the engine or the container; on a shared server, remove what the
+        session added and restore what it changed."""
         try:
             if self._process is None and self._container is None:
                 self.remove_own_toxics()

@@ -61,34 +61,42 @@ class Service(ABC):
 
     @abstractmethod
     def start(self) -> Self:
+        """Start the server and wait until it is ready; returns the service (for `with`)."""
         raise NotImplementedError
 
     @abstractmethod
     def stop(self) -> None:
+        """Stop the server gracefully and wait until it has exited (port and data are kept)."""
         raise NotImplementedError
 
     @abstractmethod
     def restart(self) -> None:
+        """Stop (if running) and start again: same port, same data."""
         raise NotImplementedError
 
     @abstractmethod
     def kill(self) -> None:
+        """SIGKILL the server and wait until it has exited."""
         raise NotImplementedError
 
     @abstractmethod
     def terminate(self) -> None:
+        """SIGTERM the server and wait until it has exited."""
         raise NotImplementedError
 
     @abstractmethod
     def pause(self) -> None:
+        """Freeze the server (SIGSTOP, docker pause): connections stay open, nothing answers."""
         raise NotImplementedError
 
     @abstractmethod
     def resume(self) -> None:
+        """Thaw what `pause()` froze."""
         raise NotImplementedError
 
     @abstractmethod
     def close(self) -> None:
+        """Stop the server for good and remove what it left (directory, container)."""
         raise NotImplementedError
 
     def __enter__(self) -> Self:

@@ -117,14 +117,17 @@ class ContainerService(Service):
     # ---------------------------------------------------------------------------- properties
     @property
     def container_id(self) -> str | None:
+        """The container's id while it exists, else None."""
         return None if self._container is None else self._container.id
 
     @property
     def container_name(self) -> str | None:
+        """The container's name while it exists, else None."""
         return None if self._container is None else self._container.name
 
     @property
     def container_port(self) -> int:
+        """The port the server listens on inside the container."""
         return self.spec.port
 
     @property

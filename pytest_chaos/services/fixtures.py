@@ -88,34 +88,42 @@ class RunningService:
     # -- addresses
     @property
     def name(self) -> str:
+        """The service's name, which is also its proxy's."""
         return self.service.name
 
     @property
     def provider(self) -> str:
+        """Who runs it: `local`, `container` or `external`."""
         return self.service.provider
 
     @property
     def host(self) -> str:
+        """The proxy's host: give this to the code under test."""
         return self.proxy.host
 
     @property
     def port(self) -> int:
+        """The proxy's port: give this to the code under test."""
         return self.proxy.port
 
     @property
     def address(self) -> str:
+        """`host:port` of the proxy."""
         return f"{self.proxy.host}:{self.proxy.port}"
 
     @property
     def direct(self) -> str:
+        """`host:port` of the server itself, around the proxy."""
         return self.service.address
 
     @property
     def url(self) -> str:
+        """The service's URL through the proxy (e.g. `redis://127.0.0.1:41234/0`)."""
         return self._url(self.proxy.host, self.proxy.port)
 
     @property
     def direct_url(self) -> str:
+        """The service's URL around the proxy."""
         return self._url(self.service.host, self.service.port)
 
     def _url(self, host: str, port: int) -> str:
@@ -126,10 +134,12 @@ class RunningService:
     # -- process operations
     @property
     def running(self) -> bool:
+        """True while the server process (or container) runs, paused included."""
         return self.service.running
 
     @property
     def paused(self) -> bool:
+        """True while the server is frozen by `pause()`."""
         return self.service.paused
 
     def kill(self) -> None:
@@ -149,6 +159,7 @@ class RunningService:
         self.service.pause()
 
     def resume(self) -> None:
+        """Thaw what `pause()` froze."""
         self.service.resume()
 
     def start(self) -> None:
@@ -158,6 +169,7 @@ class RunningService:
         self.point_proxy()
 
     def restart(self) -> None:
+        """Stop and start the server again (same port, same data); its proxy follows it."""
         self._require_open("restart")
         self.service.restart()
         self.point_proxy()
@@ -247,12 +259,14 @@ class ServiceRegistry:
         self.live.append(service)
 
     def remove(self, service: RunningService) -> None:
+        """Forget a service whose fixture has ended."""
         if service in self.live:
             self.live.remove(service)
         if self.current.get(service.name) is service:
             del self.current[service.name]
 
     def others_named(self, service: RunningService) -> list[RunningService]:
+        """The other live services of `service`'s name (from other directories)."""
         return [other for other in self.live if other.name == service.name and other is not service]
 
     def begin_test(self, services: list[RunningService]) -> None:
@@ -275,6 +289,7 @@ class ServiceRegistry:
                 raise ServiceError(service.name, f"cannot serve this test: {error.cause}") from None
 
     def end_setup(self) -> None:
+        """The test's setup is over: services started from now on are not switched to."""
         self.setting_up = False
 
     def get(self, name: str) -> RunningService:
@@ -299,6 +314,7 @@ class ServiceRegistry:
         raise ServiceError(name, cause)
 
     def names(self) -> list[str]:
+        """The names of the live services, sorted."""
         return sorted({service.name for service in self.live})
 
 
@@ -312,6 +328,7 @@ def _two_of_a_name(first: RunningService, second: RunningService) -> ServiceErro
 
 
 def registry_of(config: pytest.Config) -> ServiceRegistry:
+    """The session's service registry (created on first use)."""
     from pytest_chaos._keys import services_key
 
     registry = config.stash.get(services_key, None)

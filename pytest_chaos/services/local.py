@@ -54,18 +54,21 @@ class LocalProcess(Service):
     # ---------------------------------------------------------------------------- properties
     @property
     def data_dir(self) -> Path:
+        """The server's data directory, kept across stops and restarts."""
         if self.directory is None:
             raise ServiceError(self.name, "has no data directory: it was never started")
         return self.directory / "data"
 
     @property
     def log_path(self) -> Path:
+        """The file the server's output goes to."""
         if self.directory is None:
             raise ServiceError(self.name, "has no log: it was never started")
         return self.directory / "server.log"
 
     @property
     def pid(self) -> int | None:
+        """The server's process id while it runs, else None."""
         return self.process.pid if self.running and self.process is not None else None
 
     @property

@@ -74,9 +74,11 @@ class Connection:
                 lambda: SideProtocol(self, SERVER), host, port
             )
         except (OSError, ValueError) as error:
-            self.record("upstream_failed", upstream=self.proxy.upstream, error=_describe(error))
-            # A reset is the closest a proxy can get to the refusal the client would have had.
-            self.close(by="proxy: upstream dial failed", reset=True)
+            reason = _describe(error)
+            self.record("upstream_failed", upstream=self.proxy.upstream, error=reason)
+            # A FIN, as upstream does, never a reset: a reset can reach the client before its
+            # own connect() has seen the handshake complete, and fail the dial itself.
+            self.close(by="proxy: upstream dial failed", error=reason, drain=True)
             return
         if self.closed or self.client is None:
             transport.close()
@@ -145,6 +147,12 @@ class Connection:
             transport.pause_reading()
 
     def eof_from(self, side: str) -> None:
+        if self.closed:
+            # A side still draining after the close (see `close(drain=True)`) is done.
+            transport = self.client if side == CLIENT else self.server
+            if transport is not None:
+                transport.close()
+            return
         link = self.links.get(LINK_FROM_SIDE[side])
         if link is None:
             self._early_eof.add(side)
@@ -194,10 +202,19 @@ class Connection:
             self.close(by=side)
 
     def close(
-        self, *, by: str, reset: bool = False, error: str | None = None, flush: bool = True
+        self,
+        *,
+        by: str,
+        reset: bool = False,
+        error: str | None = None,
+        flush: bool = True,
+        drain: bool = False,
     ) -> None:
         """Close both sides. With `flush` false, data still queued for a peer that is not
-        reading is dropped instead of being given a grace period (a proxy being disabled)."""
+        reading is dropped instead of being given a grace period (a proxy being disabled).
+        With `drain`, the client gets a FIN at once and what it still sends is read and
+        discarded until it closes too (at most `CLOSE_GRACE_SECONDS`): closing a socket with
+        unread data would send a reset instead."""
         if self.closed:
             return
         self.closed = True
@@ -205,7 +222,11 @@ class Connection:
             link.close_data_run()
             link.stop()
         for transport in (self.client, self.server):
-            if transport is not None:
+            if transport is None:
+                continue
+            if drain and transport is self.client and transport.can_write_eof():
+                _drain_and_close(transport)
+            else:
                 _close_transport(transport, reset=reset, flush=flush)
         fields: dict[str, Any] = {
             "by": by,
@@ -287,6 +308,14 @@ def _close_transport(transport: asyncio.Transport, *, reset: bool, flush: bool) 
     if transport.get_write_buffer_size():
         # close() waits for the buffer to drain; a peer that never reads must not pin it.
         asyncio.get_running_loop().call_later(CLOSE_GRACE_SECONDS, transport.abort)
+
+
+def _drain_and_close(transport: asyncio.Transport) -> None:
+    if transport.is_closing():
+        return
+    transport.write_eof()
+    transport.resume_reading()
+    asyncio.get_running_loop().call_later(CLOSE_GRACE_SECONDS, transport.close)
 
 
 def _address(peer: Any) -> str | None:

@@ -59,13 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
         "-proxy-metrics",
         "--proxy-metrics",
         action="store_true",
-        help="accepted for compatibility; /metrics is always served",
+        help="also serve upstream's toxiproxy_proxy_{received,sent}_bytes_total on /metrics"
+        " (the engine's own metrics are always served)",
     )
     parser.add_argument(
         "-runtime-metrics",
         "--runtime-metrics",
         action="store_true",
-        help="accepted for compatibility; /metrics is always served",
+        help="also serve the process's metrics on /metrics (process_*, python_*)",
     )
     parser.add_argument(
         "--exit-with-parent",
@@ -96,7 +97,9 @@ def load_config(path: str) -> object:
 
 
 async def serve(args: argparse.Namespace) -> int:
-    engine = Engine(seed=args.seed)
+    engine = Engine(
+        seed=args.seed, proxy_metrics=args.proxy_metrics, runtime_metrics=args.runtime_metrics
+    )
     proxies = load_config(args.config) if args.config else None
     try:
         await engine.start(args.host, args.port)

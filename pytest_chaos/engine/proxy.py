@@ -22,6 +22,11 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 CLOSE_WAIT_SECONDS = 1.0
+
+# Bytes of closed links, labelled as upstream's metrics are: (direction, listener, proxy,
+# upstream) -> [received, sent]. Shared by the proxies of an engine, it outlives them, as
+# upstream's counters do.
+LinkTotals = dict[tuple[str, str, str, str], list[int]]
 SOMAXCONN_PATH = "/proc/sys/net/core/somaxconn"
 
 
@@ -83,6 +88,7 @@ class Proxy:
         seed: int | None,
         tasks: TaskSet,
         connection_ids: Iterator[int],
+        link_totals: LinkTotals | None = None,
     ) -> None:
         self.name = name
         self.listen = listen
@@ -98,6 +104,7 @@ class Proxy:
         self._accepted = itertools.count()
         # Totals of closed connections; live ones are added when metrics are read.
         self.totals = {"connections": 0, "upstream_failures": 0, "upstream": 0, "downstream": 0}
+        self.link_totals: LinkTotals = {} if link_totals is None else link_totals
 
     # -- listening
     async def start(self) -> None:
@@ -166,6 +173,9 @@ class Proxy:
         self.connections.discard(connection)
         for direction, link in connection.links.items():
             self.totals[direction] += link.bytes_in
+            counts = self.link_totals.setdefault(link.metric_labels, [0, 0])
+            counts[0] += link.bytes_in
+            counts[1] += link.bytes_out
         if not connection.links:
             self.totals["upstream_failures"] += 1
 

@@ -59,8 +59,17 @@ def run_event_loop(main: Coroutine[Any, Any, T], loop: str = "auto") -> T:
 class Engine:
     """A Toxiproxy-compatible server on the running event loop."""
 
-    def __init__(self, *, seed: int | None = None, event_capacity: int = DEFAULT_CAPACITY) -> None:
+    def __init__(
+        self,
+        *,
+        seed: int | None = None,
+        event_capacity: int = DEFAULT_CAPACITY,
+        proxy_metrics: bool = False,
+        runtime_metrics: bool = False,
+    ) -> None:
         self.seed = seed
+        self.proxy_metrics = proxy_metrics
+        self.runtime_metrics = runtime_metrics
         self.events = EventLog(event_capacity)
         self.tasks = TaskSet()
         self.collection = ProxyCollection(self.events, seed, self.tasks)
@@ -73,7 +82,13 @@ class Engine:
         return f"http://{join_host_port(self.host, self.port)}"
 
     async def start(self, host: str = "127.0.0.1", port: int = 8474) -> None:
-        app = build_app(self.collection, self.events, f"pytest-chaos {__version__}")
+        app = build_app(
+            self.collection,
+            self.events,
+            f"pytest-chaos {__version__}",
+            proxy_metrics=self.proxy_metrics,
+            runtime_metrics=self.runtime_metrics,
+        )
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, host, port, reuse_address=True)
@@ -116,6 +131,8 @@ class EngineThread:
         port: int = 0,
         seed: int | None = None,
         loop: str = "auto",
+        proxy_metrics: bool = False,
+        runtime_metrics: bool = False,
     ) -> None:
         # Checked here, in the caller's thread: a bad argument must not surface (or hang) later.
         if not isinstance(host, str):
@@ -125,7 +142,9 @@ class EngineThread:
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(f"seed must be an integer or None (random), got {seed!r}")
         check_loop(loop)
-        self.engine = Engine(seed=seed)
+        self.engine = Engine(
+            seed=seed, proxy_metrics=proxy_metrics, runtime_metrics=runtime_metrics
+        )
         self._loop_kind = loop
         self._host = host
         self._port = port

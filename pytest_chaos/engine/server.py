@@ -8,6 +8,7 @@ bounded time for the remaining tasks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ from pytest_chaos.engine.addresses import join_host_port
 from pytest_chaos.engine.api import build_app
 from pytest_chaos.engine.collection import ProxyCollection
 from pytest_chaos.engine.events import DEFAULT_CAPACITY, EventLog
+from pytest_chaos.engine.proxy import listen_backlog
 from pytest_chaos.engine.tasks import TaskSet
 
 SHUTDOWN_WAIT_SECONDS = 2.0
@@ -91,7 +93,7 @@ class Engine:
         )
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, host, port, reuse_address=True)
+        site = web.TCPSite(runner, host, port, reuse_address=True, backlog=listen_backlog())
         try:
             await site.start()
         except OSError:
@@ -189,7 +191,12 @@ class EngineThread:
         await self.engine.stop()
 
     def stop(self) -> None:
+        """Stop the engine and wait for its thread (a bounded time); harmless when not running."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return
         if self._loop is not None and self._stopped is not None:
-            self._loop.call_soon_threadsafe(self._stopped.set)
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+            # The loop may have closed in between: nothing is left to stop then.
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._stopped.set)
+        thread.join(timeout=10)

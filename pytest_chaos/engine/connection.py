@@ -47,6 +47,9 @@ class Connection:
         self.server: asyncio.Transport | None = None
         self.links: dict[str, Link] = {}
         self.closed = False
+        # Closed, but the client's socket is still read (and what comes dropped) until the
+        # client closes too: see `close(drain=True)`.
+        self.draining = False
         self.opened_at = time.monotonic()
         self._first_fin: str | None = None
         # What a side sent before both links existed: the client while the dial is under way,
@@ -136,6 +139,8 @@ class Connection:
 
     # -- events from the sides and the links
     def data_from(self, side: str, data: bytes) -> None:
+        if self.closed:
+            return  # a side being drained, or bytes that raced the close: dropped
         link = self.links.get(LINK_FROM_SIDE[side])
         if link is not None:
             link.feed(data)
@@ -185,6 +190,13 @@ class Connection:
         self._open_sockets -= 1
         if self._open_sockets <= 0:
             self._sockets_gone.set()
+            if self.draining:
+                self.proxy.connection_gone(self)
+
+    def stop_draining(self) -> None:
+        """Close the client's socket now instead of waiting for the client to close it."""
+        if self.draining and self.client is not None and not self.client.is_closing():
+            self.client.close()
 
     async def wait_closed(self) -> None:
         """Wait until both sockets are really closed (close() finishes on a later loop turn)."""
@@ -225,6 +237,7 @@ class Connection:
             if transport is None:
                 continue
             if drain and transport is self.client and transport.can_write_eof():
+                self.draining = True
                 _drain_and_close(transport)
             else:
                 _close_transport(transport, reset=reset, flush=flush)

@@ -153,6 +153,7 @@ class Proxy:
         connections = list(self.connections)
         for connection in connections:
             connection.close(by="proxy", flush=False)
+            connection.stop_draining()
         if connections:
             # Answer the API only once clients see their connections closed, as upstream does;
             # bounded, since a socket with unsent data may take longer to let go.
@@ -170,7 +171,8 @@ class Proxy:
         return connection
 
     def connection_closed(self, connection: Connection) -> None:
-        self.connections.discard(connection)
+        if not connection.draining:
+            self.connections.discard(connection)
         for direction, link in connection.links.items():
             self.totals[direction] += link.bytes_in
             counts = self.link_totals.setdefault(link.metric_labels, [0, 0])
@@ -178,6 +180,10 @@ class Proxy:
             counts[1] += link.bytes_out
         if not connection.links:
             self.totals["upstream_failures"] += 1
+
+    def connection_gone(self, connection: Connection) -> None:
+        """A closed connection's last socket is gone (one that was draining its client)."""
+        self.connections.discard(connection)
 
     def upstream_address(self) -> tuple[str, int]:
         return split_host_port(self.upstream)

@@ -122,6 +122,20 @@ def test_a_refused_upstream_closes_the_client_promptly_and_is_recorded(api: http
     assert closed["connection"] == failed["connection"]
 
 
+def test_a_draining_client_is_let_go_when_its_proxy_is_deleted(
+    engine: EngineThread, api: httpx.Client
+) -> None:
+    create_proxy(api, "nothing", f"127.0.0.1:{free_port()}")
+    proxy = engine.engine.collection.proxies["nothing"]
+    with connect(proxy.listen) as sock:
+        assert sock.recv(10) == b""  # the FIN; this client keeps its side open
+        wait_until(lambda: len(proxy.connections) == 1)  # its socket is still read
+
+        assert api.delete("/proxies/nothing").status_code == 204
+
+        assert proxy.connections == set()
+
+
 DIALS = 500
 
 

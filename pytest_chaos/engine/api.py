@@ -24,6 +24,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 COLLECTION = web.AppKey("collection", ProxyCollection)
 EVENTS = web.AppKey("events", EventLog)
 ENGINE_VERSION = web.AppKey("engine_version", str)
+# Upstream's `-proxy-metrics` and `-runtime-metrics`: what /metrics serves besides ours.
+METRICS_OPTIONS = web.AppKey("metrics_options", dict[str, bool])
 
 
 def json_response(payload: Any, status: int = 200) -> web.Response:
@@ -277,20 +279,26 @@ async def metrics(request: web.Request) -> web.Response:
     # prometheus_client is imported on the first scrape, not at start-up.
     from pytest_chaos.engine.metrics import render_metrics
 
-    body, content_type = render_metrics(request.app[COLLECTION])
+    body, content_type = render_metrics(request.app[COLLECTION], **request.app[METRICS_OPTIONS])
     response = web.Response(body=body)
     response.headers["Content-Type"] = content_type
     return response
 
 
 def build_app(
-    collection: ProxyCollection, events_log: EventLog, engine_version: str
+    collection: ProxyCollection,
+    events_log: EventLog,
+    engine_version: str,
+    *,
+    proxy_metrics: bool = False,
+    runtime_metrics: bool = False,
 ) -> web.Application:
     app = web.Application(middlewares=[toxiproxy_conventions])
     app.on_response_prepare.append(add_request_id)
     app[COLLECTION] = collection
     app[EVENTS] = events_log
     app[ENGINE_VERSION] = engine_version
+    app[METRICS_OPTIONS] = {"proxy_metrics": proxy_metrics, "runtime_metrics": runtime_metrics}
     add = app.router.add_route
     add("GET", "/version", version)
     add("GET", "/proxies", list_proxies)

@@ -1,8 +1,11 @@
 """`pytest-chaos serve`: a drop-in for `toxiproxy-server`.
 
 Accepts upstream's single-dash flags (`-host`, `-port`, `-config`, `-seed`, `-proxy-metrics`,
-`-runtime-metrics`) and their `--` forms. Prints one line once ready, naming the API's URL, and
-shuts down cleanly on SIGTERM or SIGINT.
+`-runtime-metrics`) and their `--` forms. Prints one line on stdout once ready, flushed at
+once, naming the API's URL ("pytest-chaos engine VERSION listening on http://HOST:PORT (seed
+SEED)"); everything else it has to say goes to stderr as timestamped log lines (see `logs`),
+written by a thread of their own so that a stream nobody reads never blocks the proxies.
+Shuts down cleanly on SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -19,9 +22,12 @@ from collections.abc import Sequence
 from pytest_chaos import __version__
 from pytest_chaos.engine.api import TOXIPROXY_VERSION
 from pytest_chaos.engine.errors import ApiError
+from pytest_chaos.engine.logs import LogWriter
 from pytest_chaos.engine.server import Engine, run_event_loop
 
 PARENT_CHECK_SECONDS = 0.5
+
+log = logging.getLogger("pytest_chaos.engine")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,13 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
         "-proxy-metrics",
         "--proxy-metrics",
         action="store_true",
-        help="accepted for compatibility; /metrics is always served",
+        help="also serve upstream's toxiproxy_proxy_{received,sent}_bytes_total on /metrics"
+        " (the engine's own metrics are always served)",
     )
     parser.add_argument(
         "-runtime-metrics",
         "--runtime-metrics",
         action="store_true",
-        help="accepted for compatibility; /metrics is always served",
+        help="also serve the process's metrics on /metrics (process_*, python_*)",
     )
     parser.add_argument(
         "--exit-with-parent",
@@ -96,7 +103,9 @@ def load_config(path: str) -> object:
 
 
 async def serve(args: argparse.Namespace) -> int:
-    engine = Engine(seed=args.seed)
+    engine = Engine(
+        seed=args.seed, proxy_metrics=args.proxy_metrics, runtime_metrics=args.runtime_metrics
+    )
     proxies = load_config(args.config) if args.config else None
     try:
         await engine.start(args.host, args.port)
@@ -121,24 +130,39 @@ async def serve(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, _stop_on_signal, stop, signum)
     seed = "random" if args.seed is None else args.seed
+    # The one line on stdout, flushed at once: whoever started us (or a log file) learns the URL.
     print(f"pytest-chaos engine {__version__} listening on {engine.url} (seed {seed})", flush=True)
+    log.info("listening on %s (seed %s)", engine.url, seed)
     if args.exit_with_parent:
         engine.tasks.spawn(_stop_when_orphaned(os.getppid(), stop), name="parent watch")
     await stop.wait()
     await engine.stop()
+    log.info("stopped")
     return 0
+
+
+def _stop_on_signal(stop: asyncio.Event, signum: int) -> None:
+    log.info("stopping on %s", signal.Signals(signum).name)
+    stop.set()
 
 
 async def _stop_when_orphaned(parent: int, stop: asyncio.Event) -> None:
     # When the parent dies, the child is re-parented and getppid() changes.
     while os.getppid() == parent:  # noqa: ASYNC110 - re-parenting sends no event to wait on
         await asyncio.sleep(PARENT_CHECK_SECONDS)
+    log.info("stopping: the parent process %d is gone", parent)
     stop.set()
 
 
 def run(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return int(run_event_loop(serve(args), args.loop))
+    # Log lines go to stderr, timestamped, through a queue: a log call never blocks the loop.
+    writer = LogWriter(sys.stderr)
+    writer.install(level=logging.WARNING)
+    logging.getLogger("pytest_chaos").setLevel(logging.INFO)
+    try:
+        return int(run_event_loop(serve(args), args.loop))
+    finally:
+        writer.uninstall()

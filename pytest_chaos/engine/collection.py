@@ -9,7 +9,7 @@ from typing import Any
 from pytest_chaos.engine.errors import PROXY_EXISTS, PROXY_NOT_FOUND, ApiError, bad_request
 from pytest_chaos.engine.events import EventLog
 from pytest_chaos.engine.names import check_name, check_text
-from pytest_chaos.engine.proxy import Proxy
+from pytest_chaos.engine.proxy import LinkTotals, Proxy
 from pytest_chaos.engine.tasks import TaskSet
 from pytest_chaos.engine.toxic_collection import ToxicSpec
 
@@ -72,6 +72,7 @@ class ProxyCollection:
         self.tasks = tasks
         self.proxies: dict[str, Proxy] = {}
         self.lock = asyncio.Lock()
+        self.link_totals: LinkTotals = {}
         self._connection_ids = itertools.count(1)
 
     def get(self, name: str) -> Proxy:
@@ -98,6 +99,7 @@ class ProxyCollection:
             seed=self.seed,
             tasks=self.tasks,
             connection_ids=self._connection_ids,
+            link_totals=self.link_totals,
         )
         if enabled is not False:
             await proxy.start()

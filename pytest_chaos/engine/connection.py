@@ -47,6 +47,9 @@ class Connection:
         self.server: asyncio.Transport | None = None
         self.links: dict[str, Link] = {}
         self.closed = False
+        # Closed, but the client's socket is still read (and what comes dropped) until the
+        # client closes too: see `close(drain=True)`.
+        self.draining = False
         self.opened_at = time.monotonic()
         self._first_fin: str | None = None
         # What a side sent before both links existed: the client while the dial is under way,
@@ -74,9 +77,11 @@ class Connection:
                 lambda: SideProtocol(self, SERVER), host, port
             )
         except (OSError, ValueError) as error:
-            self.record("upstream_failed", upstream=self.proxy.upstream, error=_describe(error))
-            # A reset is the closest a proxy can get to the refusal the client would have had.
-            self.close(by="proxy: upstream dial failed", reset=True)
+            reason = _describe(error)
+            self.record("upstream_failed", upstream=self.proxy.upstream, error=reason)
+            # A FIN, as upstream does, never a reset: a reset can reach the client before its
+            # own connect() has seen the handshake complete, and fail the dial itself.
+            self.close(by="proxy: upstream dial failed", error=reason, drain=True)
             return
         if self.closed or self.client is None:
             transport.close()
@@ -135,6 +140,8 @@ class Connection:
 
     # -- events from the sides and the links
     def data_from(self, side: str, data: bytes) -> None:
+        if self.closed:
+            return  # a side being drained, or bytes that raced the close: dropped
         link = self.links.get(LINK_FROM_SIDE[side])
         if link is not None:
             link.feed(data)
@@ -146,6 +153,12 @@ class Connection:
             transport.pause_reading()
 
     def eof_from(self, side: str) -> None:
+        if self.closed:
+            # A side still draining after the close (see `close(drain=True)`) is done.
+            transport = self.client if side == CLIENT else self.server
+            if transport is not None:
+                transport.close()
+            return
         link = self.links.get(LINK_FROM_SIDE[side])
         if link is None:
             self._early_eof.add(side)
@@ -178,6 +191,13 @@ class Connection:
         self._open_sockets -= 1
         if self._open_sockets <= 0:
             self._sockets_gone.set()
+            if self.draining:
+                self.proxy.connection_gone(self)
+
+    def stop_draining(self) -> None:
+        """Close the client's socket now instead of waiting for the client to close it."""
+        if self.draining and self.client is not None and not self.client.is_closing():
+            self.client.close()
 
     async def wait_closed(self) -> None:
         """Wait until both sockets are really closed (close() finishes on a later loop turn)."""
@@ -195,10 +215,19 @@ class Connection:
             self.close(by=side)
 
     def close(
-        self, *, by: str, reset: bool = False, error: str | None = None, flush: bool = True
+        self,
+        *,
+        by: str,
+        reset: bool = False,
+        error: str | None = None,
+        flush: bool = True,
+        drain: bool = False,
     ) -> None:
         """Close both sides. With `flush` false, data still queued for a peer that is not
-        reading is dropped instead of being given a grace period (a proxy being disabled)."""
+        reading is dropped instead of being given a grace period (a proxy being disabled).
+        With `drain`, the client gets a FIN at once and what it still sends is read and
+        discarded until it closes too (at most `CLOSE_GRACE_SECONDS`): closing a socket with
+        unread data would send a reset instead."""
         if self.closed:
             return
         self.closed = True
@@ -206,7 +235,12 @@ class Connection:
             link.close_data_run()
             link.stop()
         for transport in (self.client, self.server):
-            if transport is not None:
+            if transport is None:
+                continue
+            if drain and transport is self.client and transport.can_write_eof():
+                self.draining = True
+                _drain_and_close(transport)
+            else:
                 _close_transport(transport, reset=reset, flush=flush)
         fields: dict[str, Any] = {
             "by": by,
@@ -288,6 +322,14 @@ def _close_transport(transport: asyncio.Transport, *, reset: bool, flush: bool) 
     if transport.get_write_buffer_size():
         # close() waits for the buffer to drain; a peer that never reads must not pin it.
         asyncio.get_running_loop().call_later(CLOSE_GRACE_SECONDS, transport.abort)
+
+
+def _drain_and_close(transport: asyncio.Transport) -> None:
+    if transport.is_closing():
+        return
+    transport.write_eof()
+    transport.resume_reading()
+    asyncio.get_running_loop().call_later(CLOSE_GRACE_SECONDS, transport.close)
 
 
 def _address(peer: Any) -> str | None:

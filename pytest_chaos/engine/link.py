@@ -226,6 +226,10 @@ class Link:
         self.connection = connection
         self.direction = direction
         self.label = f"{connection.label} {direction}"
+        proxy = connection.proxy
+        # Upstream's metric labels, fixed when the link starts: direction, listener, proxy,
+        # upstream.
+        self.metric_labels = (direction, proxy.listen, proxy.name, proxy.upstream)
         self.loop = asyncio.get_running_loop()
         self.source = source
         self.destination = destination

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import functools
 import itertools
@@ -22,6 +23,11 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 CLOSE_WAIT_SECONDS = 1.0
+
+# Bytes of closed links, labelled as upstream's metrics are: (direction, listener, proxy,
+# upstream) -> [received, sent]. Shared by the proxies of an engine, it outlives them, as
+# upstream's counters do.
+LinkTotals = dict[tuple[str, str, str, str], list[int]]
 SOMAXCONN_PATH = "/proc/sys/net/core/somaxconn"
 
 
@@ -83,6 +89,7 @@ class Proxy:
         seed: int | None,
         tasks: TaskSet,
         connection_ids: Iterator[int],
+        link_totals: LinkTotals | None = None,
     ) -> None:
         self.name = name
         self.listen = listen
@@ -98,6 +105,7 @@ class Proxy:
         self._accepted = itertools.count()
         # Totals of closed connections; live ones are added when metrics are read.
         self.totals = {"connections": 0, "upstream_failures": 0, "upstream": 0, "downstream": 0}
+        self.link_totals: LinkTotals = {} if link_totals is None else link_totals
 
     # -- listening
     async def start(self) -> None:
@@ -146,13 +154,15 @@ class Proxy:
         connections = list(self.connections)
         for connection in connections:
             connection.close(by="proxy", flush=False)
+            connection.stop_draining()
         if connections:
             # Answer the API only once clients see their connections closed, as upstream does;
-            # bounded, since a socket with unsent data may take longer to let go.
-            await asyncio.wait(
-                [asyncio.ensure_future(c.wait_closed()) for c in connections],
-                timeout=CLOSE_WAIT_SECONDS,
-            )
+            # bounded, since a socket with unsent data may take longer to let go. (One after
+            # the other under one deadline: no task of its own to outlive a timeout.)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_WAIT_SECONDS):
+                    for connection in connections:
+                        await connection.wait_closed()
         if server is not None:
             await server.wait_closed()
 
@@ -172,11 +182,19 @@ class Proxy:
             connection.index = -rank
 
     def connection_closed(self, connection: Connection) -> None:
-        self.connections.discard(connection)
+        if not connection.draining:
+            self.connections.discard(connection)
         for direction, link in connection.links.items():
             self.totals[direction] += link.bytes_in
+            counts = self.link_totals.setdefault(link.metric_labels, [0, 0])
+            counts[0] += link.bytes_in
+            counts[1] += link.bytes_out
         if not connection.links:
             self.totals["upstream_failures"] += 1
+
+    def connection_gone(self, connection: Connection) -> None:
+        """A closed connection's last socket is gone (one that was draining its client)."""
+        self.connections.discard(connection)
 
     def upstream_address(self) -> tuple[str, int]:
         return split_host_port(self.upstream)

@@ -8,6 +8,7 @@ bounded time for the remaining tasks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ from pytest_chaos.engine.addresses import join_host_port
 from pytest_chaos.engine.api import build_app
 from pytest_chaos.engine.collection import ProxyCollection
 from pytest_chaos.engine.events import DEFAULT_CAPACITY, EventLog
+from pytest_chaos.engine.proxy import listen_backlog
 from pytest_chaos.engine.tasks import TaskSet
 
 SHUTDOWN_WAIT_SECONDS = 2.0
@@ -59,8 +61,17 @@ def run_event_loop(main: Coroutine[Any, Any, T], loop: str = "auto") -> T:
 class Engine:
     """A Toxiproxy-compatible server on the running event loop."""
 
-    def __init__(self, *, seed: int | None = None, event_capacity: int = DEFAULT_CAPACITY) -> None:
+    def __init__(
+        self,
+        *,
+        seed: int | None = None,
+        event_capacity: int = DEFAULT_CAPACITY,
+        proxy_metrics: bool = False,
+        runtime_metrics: bool = False,
+    ) -> None:
         self.seed = seed
+        self.proxy_metrics = proxy_metrics
+        self.runtime_metrics = runtime_metrics
         self.events = EventLog(event_capacity)
         self.tasks = TaskSet()
         self.collection = ProxyCollection(self.events, seed, self.tasks)
@@ -73,10 +84,16 @@ class Engine:
         return f"http://{join_host_port(self.host, self.port)}"
 
     async def start(self, host: str = "127.0.0.1", port: int = 8474) -> None:
-        app = build_app(self.collection, self.events, f"pytest-chaos {__version__}")
+        app = build_app(
+            self.collection,
+            self.events,
+            f"pytest-chaos {__version__}",
+            proxy_metrics=self.proxy_metrics,
+            runtime_metrics=self.runtime_metrics,
+        )
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, host, port, reuse_address=True)
+        site = web.TCPSite(runner, host, port, reuse_address=True, backlog=listen_backlog())
         try:
             await site.start()
         except OSError:
@@ -116,6 +133,8 @@ class EngineThread:
         port: int = 0,
         seed: int | None = None,
         loop: str = "auto",
+        proxy_metrics: bool = False,
+        runtime_metrics: bool = False,
     ) -> None:
         # Checked here, in the caller's thread: a bad argument must not surface (or hang) later.
         if not isinstance(host, str):
@@ -125,7 +144,9 @@ class EngineThread:
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(f"seed must be an integer or None (random), got {seed!r}")
         check_loop(loop)
-        self.engine = Engine(seed=seed)
+        self.engine = Engine(
+            seed=seed, proxy_metrics=proxy_metrics, runtime_metrics=runtime_metrics
+        )
         self._loop_kind = loop
         self._host = host
         self._port = port
@@ -170,7 +191,12 @@ class EngineThread:
         await self.engine.stop()
 
     def stop(self) -> None:
+        """Stop the engine and wait for its thread (a bounded time); harmless when not running."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return
         if self._loop is not None and self._stopped is not None:
-            self._loop.call_soon_threadsafe(self._stopped.set)
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+            # The loop may have closed in between: nothing is left to stop then.
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._stopped.set)
+        thread.join(timeout=10)

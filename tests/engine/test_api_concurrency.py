@@ -379,3 +379,50 @@ def test_mixed_concurrent_changes_end_in_a_consistent_state(
     for name in (f"p{i}" for i in range(4)):
         alive = kinds[("proxy_created", name)] - kinds[("proxy_deleted", name)]
         assert alive == (1 if name in proxies else 0), name
+
+
+def test_every_read_path_answers_while_changes_race(
+    api: httpx.Client, echo: str, engine_ports: set[int]
+) -> None:
+    """Reads see a change whole or not at all: a proxy is there (fully formed) or a 404."""
+    for round_number in range(2):
+        requests: list[Request] = []
+        for i in range(CLIENTS // 4):
+            name = f"r{i}"
+            body = {"name": name, "upstream": echo}
+            toxic = {"name": "t", "type": "latency", "attributes": {"latency": 1}}
+            requests += [
+                ("POST", "/proxies", body),
+                ("POST", f"/proxies/{name}/toxics", toxic),
+                ("POST", f"/proxies/{name}/toxics/t", {"toxicity": 0.5}),
+                ("DELETE", f"/proxies/{name}", None) if round_number % 2 else ("GET", "/", None),
+            ]
+            requests += [
+                ("GET", "/proxies", None),
+                ("GET", f"/proxies/{name}", None),
+                ("GET", f"/proxies/{name}/toxics", None),
+                ("GET", f"/proxies/{name}/toxics/t", None),
+                ("GET", "/events", None),
+                ("GET", "/metrics", None),
+                ("GET", "/version", None),
+            ]
+        random.Random(round_number).shuffle(requests)
+
+        responses = concurrently(str(api.base_url), requests)
+
+        for (method, path, _), response in zip(requests, responses, strict=True):
+            assert response.status_code < 500, (method, path, response.text)
+            if method == "GET" and path.startswith("/proxies/") and response.status_code == 200:
+                shown = response.json()
+                if path.count("/") == 2:
+                    assert set(shown) == {
+                        "name",
+                        "listen",
+                        "upstream",
+                        "enabled",
+                        "Logger",
+                        "toxics",
+                    }
+                    assert shown["enabled"] is True
+                    assert not shown["listen"].endswith(":0")
+    assert_listeners(engine_ports, api)

@@ -7,6 +7,7 @@ Every server runs as a real subprocess on 127.0.0.1 with port 0; tests wait for 
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -60,6 +61,19 @@ def write_config(tmp_path: Path, content: Any) -> Path:
     return path
 
 
+LOG_LINE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3} (?P<message>.*)")
+
+
+def log_messages(stderr: bytes) -> list[str]:
+    """The messages of the log lines on stderr; each line must start with a timestamp."""
+    messages = []
+    for line in stderr.decode().splitlines():
+        match = LOG_LINE.fullmatch(line)
+        assert match is not None, f"not a timestamped log line: {line!r}"
+        messages.append(match["message"])
+    return messages
+
+
 @pytest.mark.parametrize("command", ["module", "script"])
 @pytest.mark.parametrize("port_flag", ["-port", "--port"])
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -76,7 +90,11 @@ def test_serves_the_api_and_exits_cleanly_on_signals(
 
     assert returncode == 0
     assert stdout == b""
-    assert stderr == b""
+    assert log_messages(stderr) == [
+        f"INFO pytest_chaos.engine: listening on {served.url} (seed random)",
+        f"INFO pytest_chaos.engine: stopping on {signal.Signals(signum).name}",
+        "INFO pytest_chaos.engine: stopped",
+    ]
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="127.0.0.2 is loopback on Linux only")
@@ -112,7 +130,8 @@ def test_config_file_loads_proxies_and_shutdown_closes_connections(
             returncode, _, stderr = stop(served, signal.SIGTERM)
 
             assert returncode == 0
-            assert stderr == b""
+            assert "WARNING" not in stderr.decode()
+            assert "ERROR" not in stderr.decode()
             assert_closed(live)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import selectors
 import socket
 import socketserver
 import struct
@@ -106,15 +109,81 @@ def test_a_refused_upstream_closes_the_client_promptly_and_is_recorded(api: http
     upstream = f"127.0.0.1:{free_port()}"
     proxy = create_proxy(api, "nothing", upstream)
     started = time.perf_counter()
-    # The reset can even beat connect()'s own check of the socket, like a refusal would.
-    with pytest.raises(ConnectionResetError):
-        _send_and_receive(proxy["listen"])
+    # As upstream: the client's connection is accepted, then closed with a FIN.
+    assert _send_and_receive(proxy["listen"]) == b""
     assert time.perf_counter() - started < 1.0
     failed = wait_for_event(api, "upstream_failed", proxy="nothing")
     assert failed["upstream"] == upstream
-    assert "Connection refused" in failed["error"]
+    assert failed["error"] == "Connection refused (errno 111)"
     closed = wait_for_event(api, "closed", proxy="nothing")
     assert closed["by"] == "proxy: upstream dial failed"
+    assert closed["reset"] is False
+    assert closed["error"] == "Connection refused (errno 111)"
+    assert closed["connection"] == failed["connection"]
+
+
+def test_a_draining_client_is_let_go_when_its_proxy_is_deleted(
+    engine: EngineThread, api: httpx.Client
+) -> None:
+    create_proxy(api, "nothing", f"127.0.0.1:{free_port()}")
+    proxy = engine.engine.collection.proxies["nothing"]
+    with connect(proxy.listen) as sock:
+        assert sock.recv(10) == b""  # the FIN; this client keeps its side open
+        wait_until(lambda: len(proxy.connections) == 1)  # its socket is still read
+
+        assert api.delete("/proxies/nothing").status_code == 204
+
+        assert proxy.connections == set()
+
+
+DIALS = 500
+
+
+def test_a_refused_upstream_never_fails_the_clients_dial(api: httpx.Client) -> None:
+    """Upstream never fails a dial: it accepts, then closes. A reset sent at once can land
+    before a non-blocking connect() is checked, and the client's dial fails with it."""
+    proxy = create_proxy(api, "nothing", f"127.0.0.1:{free_port()}")
+    host, _, port = proxy["listen"].rpartition(":")
+    clients = [socket.socket() for _ in range(DIALS)]
+    try:
+        for sock in clients:
+            sock.setblocking(False)
+            assert sock.connect_ex((host, int(port))) in (0, errno.EINPROGRESS)
+        # A caller polling late, as a busy Go or Python client does.
+        time.sleep(0.005)
+        selector = selectors.DefaultSelector()
+        for sock in clients:
+            selector.register(sock, selectors.EVENT_WRITE)
+        writable: set[socket.socket] = set()
+        deadline = time.monotonic() + 10
+        while len(writable) < DIALS and time.monotonic() < deadline:
+            writable.update(key.fileobj for key, _ in selector.select(1))  # type: ignore[misc]
+        selector.close()
+        dial_errors = [sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) for sock in clients]
+
+        assert len(writable) == DIALS
+        assert [os.strerror(code) for code in dial_errors if code] == []
+        for sock in clients:
+            sock.setblocking(True)
+            sock.settimeout(5)
+            assert sock.recv(10) == b""  # a FIN, not a reset
+    finally:
+        for sock in clients:
+            sock.close()
+    wait_until(
+        lambda: sum(e["kind"] == "upstream_failed" for e in events(api, proxy="nothing")) == DIALS,
+        failure=f"not all {DIALS} refusals were recorded",
+    )
+
+
+def test_a_client_that_speaks_first_still_reads_a_clean_end(api: httpx.Client) -> None:
+    """What the client sent before the refusal is read and dropped: closing a socket with
+    unread data would turn the FIN into a reset."""
+    proxy = create_proxy(api, "nothing", f"127.0.0.1:{free_port()}")
+    for _ in range(20):
+        with connect(proxy["listen"]) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 100)
+            assert read_until_closed(sock) == b""
 
 
 def test_a_reset_from_the_server_reaches_the_client_as_a_reset(

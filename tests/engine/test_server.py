@@ -91,6 +91,7 @@ def test_a_port_in_use_reaches_the_caller_of_start() -> None:
         running = EngineThread(port=port)
         with pytest.raises(OSError, match=r"(?i)address already in use"):
             running.start()
+        running.stop()  # harmless after a failed start
 
 
 @pytest.mark.timeout(20)

@@ -16,9 +16,9 @@ MAX_EVENTS = 20_000
 @dataclass(frozen=True)
 class Lookup:
     """One lookup: by which layer (`getaddrinfo`, `gethostbyname`, `gethostbyname_ex`, or
-    `dns server`), of which name, answered with `answer` (addresses) or failed with `error`
-    (`nxdomain`, `servfail`, `refused`, `timeout`, `empty`, or the real resolver's
-    `EAI_...`), which fault decided it, and how long it took (seconds)."""
+    `server`: the DNS server), of which name, answered with `answer` (addresses) or failed
+    with `error` (`nxdomain`, `servfail`, `refused`, `timeout`, `empty`, or the real
+    resolver's `EAI_...`), which fault decided it, and how long it took (seconds)."""
 
     time: float
     layer: str

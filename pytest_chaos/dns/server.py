@@ -80,18 +80,20 @@ class DnsServer:
         *,
         forward: tuple[str, int] | None = None,
         host: str = "127.0.0.1",
+        port: int = 0,
         forward_timeout: float = 2.0,
     ) -> None:
         self._decide = decide
         self._record = record
         self.forward = forward
         self.host = host
-        self.port = 0
+        self.port = port  # 0: a free one, chosen at start()
         self.forward_timeout = forward_timeout
         self._stopping = threading.Event()
         self._udp: socket.socket | None = None
         self._tcp: socket.socket | None = None
-        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r: socket.socket | None = None  # written to by stop() to end the I/O
+        self._wake_w: socket.socket | None = None
         self._threads: list[threading.Thread] = []
         self._connections: set[socket.socket] = set()
         self._lock = threading.Lock()
@@ -104,7 +106,8 @@ class DnsServer:
 
     # -- life
     def start(self) -> DnsServer:
-        self._udp, self._tcp = _bind_pair(self.host)
+        self._udp, self._tcp = _bind_pair(self.host, self.port)
+        self._wake_r, self._wake_w = socket.socketpair()
         self.port = int(self._udp.getsockname()[1])
         self._spawn(self._serve, "chaos-dns-io")
         self._spawn(self._later.run, "chaos-dns-later")
@@ -116,8 +119,9 @@ class DnsServer:
             return
         self._stopping.set()
         self._later.wake()
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"x")
+        if self._wake_w is not None:
+            with contextlib.suppress(OSError):
+                self._wake_w.send(b"x")
         with self._lock:
             for connection in self._connections:
                 with contextlib.suppress(OSError):
@@ -146,6 +150,7 @@ class DnsServer:
     def _serve(self) -> None:
         assert self._udp is not None
         assert self._tcp is not None
+        assert self._wake_r is not None
         with selectors.DefaultSelector() as selector:
             selector.register(self._udp, selectors.EVENT_READ, "udp")
             selector.register(self._tcp, selectors.EVENT_READ, "tcp")
@@ -324,7 +329,7 @@ class DnsServer:
         self._record(
             Lookup(
                 received,
-                "dns server",
+                "server",
                 normalize_dns_name(name),
                 answer=reply.answer,
                 error=reply.error,
@@ -335,18 +340,17 @@ class DnsServer:
         )
 
 
-def _bind_pair(host: str) -> tuple[socket.socket, socket.socket]:
-    """A UDP and a TCP socket bound to one free port of `host`."""
+def _bind_pair(host: str, port: int = 0) -> tuple[socket.socket, socket.socket]:
+    """A UDP and a TCP socket bound to `port` (0: one free port for both) of `host`."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     last: OSError | None = None
-    for _ in range(BIND_ATTEMPTS):
+    for _ in range(BIND_ATTEMPTS if port == 0 else 1):
         udp = socket.socket(family, socket.SOCK_DGRAM)
         try:
-            udp.bind((host, 0))
-            port = udp.getsockname()[1]
+            udp.bind((host, port))
             tcp = socket.socket(family, socket.SOCK_STREAM)
             try:
-                tcp.bind((host, port))
+                tcp.bind((host, udp.getsockname()[1]))
                 tcp.listen(64)
             except OSError as error:
                 tcp.close()
@@ -356,6 +360,8 @@ def _bind_pair(host: str) -> tuple[socket.socket, socket.socket]:
             last = error
             continue
         return udp, tcp
+    if port:
+        raise DnsServerError(f"port {port} of {host} is not free for both UDP and TCP: {last}")
     raise DnsServerError(f"no port of {host} was free for both UDP and TCP: {last}")
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -43,8 +44,11 @@ class Source(Protocol):
 
 _lock = threading.Lock()
 _sources: tuple[Source, ...] = ()
-# The wrapper installed for each function and the function it replaced.
-_installed: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {}
+# Every wrapper still alive and the function it wraps: one found on top of the socket module
+# (put back there by someone who had saved it, such as monkeypatch's undo) is taken off.
+_ours: weakref.WeakKeyDictionary[Callable[..., Any], Callable[..., Any]] = (
+    weakref.WeakKeyDictionary()
+)
 # Set while this thread is inside one of our wrappers: a wrapper met again below (left in
 # place under someone else's patch) passes straight through instead of deciding twice.
 _busy = threading.local()
@@ -65,16 +69,14 @@ def unregister(source: Source) -> None:
     """Stop consulting `source`; the last one out restores the socket module's functions."""
     global _sources
     with _lock:
-        if source not in _sources:
-            return
         _sources = tuple(s for s in _sources if s is not source)
         if not _sources:
             _uninstall()
 
 
 def installed() -> bool:
-    """Are the socket module's functions ours right now?"""
-    return any(getattr(socket, name) is pair[0] for name, pair in _installed.items())
+    """Is any of the socket module's functions one of ours right now?"""
+    return any(getattr(socket, name) in _ours for name in FUNCTIONS)
 
 
 def _install() -> None:
@@ -84,20 +86,25 @@ def _install() -> None:
         "gethostbyname_ex": _make_gethostbyname_ex,
     }
     for name in FUNCTIONS:
+        _unwind(name)
         previous = getattr(socket, name)
         wrapper = makers[name](previous)
-        _installed[name] = (wrapper, previous)
+        _ours[wrapper] = previous
         setattr(socket, name, wrapper)
 
 
 def _uninstall() -> None:
-    for name, (wrapper, previous) in list(_installed.items()):
-        # Restored only if nobody patched over us meanwhile; otherwise ours stays below
-        # theirs, inert (no source left), so that removing theirs later restores a working
-        # function.
-        if getattr(socket, name) is wrapper:
-            setattr(socket, name, previous)
-        del _installed[name]
+    for name in FUNCTIONS:
+        _unwind(name)
+
+
+def _unwind(name: str) -> None:
+    """Take our wrappers off the top of the socket module's `name`. One under somebody else's
+    patch stays there, passing lookups through while no source is registered, so that
+    removing their patch later leaves a working function (and then, at the next unwind,
+    ours is taken off too)."""
+    while (function := getattr(socket, name)) in _ours:
+        setattr(socket, name, _ours[function])
 
 
 # ----------------------------------------------------------------------------- deciding

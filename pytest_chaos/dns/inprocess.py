@@ -23,7 +23,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from pytest_chaos.dns import glibc
 from pytest_chaos.dns.lookups import Lookup
@@ -342,8 +342,17 @@ def _ipv4(addresses: tuple[str, ...]) -> list[str]:
     return [address for address in addresses if ":" not in address]
 
 
-def _make_gethostbyname(previous: Callable[[str], str]) -> Callable[[str], str]:
-    def gethostbyname(hostname: str) -> str:
+HostEx = tuple[str, list[str], list[str]]
+T = TypeVar("T")
+
+
+def _make_by_name(
+    layer: str, previous: Callable[[str], T], answer: Callable[[str, list[str]], T]
+) -> Callable[[str], T]:
+    """A wrapper of `gethostbyname` or `gethostbyname_ex` (IPv4 only, as glibc's are):
+    `answer(hostname, addresses)` makes its result from the IPv4 addresses of a name."""
+
+    def by_name(hostname: str) -> T:
         decided = None if _inside() else _decide(hostname)
         if decided is None:
             return previous(hostname)
@@ -352,46 +361,29 @@ def _make_gethostbyname(previous: Callable[[str], str]) -> Callable[[str], str]:
         with _Guard():
             outcome.wait(outcome.delay)
             if outcome.error is not None:
-                _fail(source, outcome, "gethostbyname", started, lambda: None)
+                _fail(source, outcome, layer, started, lambda: None)
             if outcome.addresses is None:
                 return _record_real(  # type: ignore[no-any-return]
-                    source, outcome, "gethostbyname", started, lambda: previous(hostname)
+                    source, outcome, layer, started, lambda: previous(hostname)
                 )
             found = _ipv4(outcome.addresses)
             if not found:
-                raise _no_address(source, outcome, "gethostbyname", started)
-            _record_answer(source, outcome, "gethostbyname", started, found[:1])
-            return found[0]
+                raise _no_address(source, outcome, layer, started)
+            result = answer(hostname, found)
+            _record_answer(source, outcome, layer, started, _addresses_in(result))
+            return result
 
-    gethostbyname.__doc__ = previous.__doc__
-    gethostbyname.__wrapped__ = previous  # type: ignore[attr-defined]
-    return gethostbyname
+    by_name.__name__ = by_name.__qualname__ = layer
+    by_name.__doc__ = previous.__doc__
+    by_name.__wrapped__ = previous  # type: ignore[attr-defined]
+    return by_name
 
 
-HostEx = tuple[str, list[str], list[str]]
+def _make_gethostbyname(previous: Callable[[str], str]) -> Callable[[str], str]:
+    return _make_by_name("gethostbyname", previous, lambda hostname, found: found[0])
 
 
 def _make_gethostbyname_ex(previous: Callable[[str], HostEx]) -> Callable[[str], HostEx]:
-    def gethostbyname_ex(hostname: str) -> HostEx:
-        decided = None if _inside() else _decide(hostname)
-        if decided is None:
-            return previous(hostname)
-        source, outcome = decided
-        started = time.monotonic()
-        with _Guard():
-            outcome.wait(outcome.delay)
-            if outcome.error is not None:
-                _fail(source, outcome, "gethostbyname_ex", started, lambda: None)
-            if outcome.addresses is None:
-                return _record_real(  # type: ignore[no-any-return]
-                    source, outcome, "gethostbyname_ex", started, lambda: previous(hostname)
-                )
-            found = _ipv4(outcome.addresses)
-            if not found:
-                raise _no_address(source, outcome, "gethostbyname_ex", started)
-            _record_answer(source, outcome, "gethostbyname_ex", started, found)
-            return (_asked(hostname), [], found)
-
-    gethostbyname_ex.__doc__ = previous.__doc__
-    gethostbyname_ex.__wrapped__ = previous  # type: ignore[attr-defined]
-    return gethostbyname_ex
+    return _make_by_name(
+        "gethostbyname_ex", previous, lambda hostname, found: (_asked(hostname), [], found)
+    )

@@ -414,12 +414,12 @@ class Chaos:
 
     def _attach_dns(self) -> None:
         """Show the session's DNS events in this test's timeline, once there is a session."""
+        session = self._dns(False) if self._dns is not None else None
+        if session is None:
+            return
         from pytest_chaos.dns.lookups import DnsTimeline
 
-        if any(isinstance(source, DnsTimeline) for source in self._timeline.sources):
-            return
-        session = self._dns(False) if self._dns is not None else None
-        if session is not None:
+        if not any(isinstance(source, DnsTimeline) for source in self._timeline.sources):
             self._timeline.sources.append(DnsTimeline(session.log, self.started_at))
 
 

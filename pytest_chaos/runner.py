@@ -255,6 +255,10 @@ def open_dns(config: pytest.Config) -> None:
 
 def dns_of(config: pytest.Config, server: Any, *, create: bool) -> DnsSession | None:
     """The session's DNS, its proxy names resolved through `server` (made when `create`)."""
+    from pytest_chaos._keys import dns_key
+
+    if not create and config.stash.get(dns_key, None) is None:
+        return None  # and nothing of the DNS layers imported
     from pytest_chaos.dns.session import session_of
 
     session = session_of(config, create=create)
@@ -265,10 +269,12 @@ def dns_of(config: pytest.Config, server: Any, *, create: bool) -> DnsSession | 
 
 def attach_dns(config: pytest.Config, server: Any) -> None:
     """Names given as proxy names (`chaos_hosts`) resolve to the proxies of `server`."""
-    from pytest_chaos.dns.session import proxy_lookup, session_of
+    from pytest_chaos._keys import dns_key
 
-    session = session_of(config, create=False)
+    session = config.stash.get(dns_key, None)
     if session is not None and not session.has_proxies:
+        from pytest_chaos.dns.session import proxy_lookup
+
         session.use_proxies(proxy_lookup(server))
 
 

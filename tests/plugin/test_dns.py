@@ -397,3 +397,23 @@ def test_flaky_resolution_is_drawn_from_the_test_s_seed(suite: pytest.Pytester) 
     assert 10 < first.count("x") < 54
     assert pattern(7) == first
     assert pattern(8) != first
+
+
+def test_a_run_without_dns_starts_and_imports_nothing_of_it(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        test_plain="""
+        import sys
+
+        import pytest
+
+
+        @pytest.mark.latency("echo", 10)
+        def test_latency(chaos):
+            chaos.timeline()
+            assert "pytest_chaos.dns.session" not in sys.modules
+            assert "pytest_chaos.dns.server" not in sys.modules
+            assert "dns.message" not in sys.modules  # dnspython
+        """
+    )
+    result = suite.runpytest_subprocess()
+    result.assert_outcomes(passed=1)

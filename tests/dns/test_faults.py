@@ -78,3 +78,14 @@ def test_a_platform_without_glibc_is_told_which_layer_it_lacks(
 
 def _no_targets() -> Any:
     return object()  # a DNS fault looks for no proxy and no service
+
+
+def test_a_service_s_host_must_be_a_host_name() -> None:
+    from pytest_chaos.services import redis_service, service_fixture
+
+    with pytest.raises(ValueError) as raised:
+        service_fixture(redis_service(), host="cache internal")
+    assert str(raised.value) == (
+        "service_fixture(): host must be a host name (e.g. 'cache.internal'), got"
+        " 'cache internal': ' ' is not allowed in a host name (letters, digits, '-', '_', '.')"
+    )

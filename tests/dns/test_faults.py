@@ -83,7 +83,7 @@ def _no_targets() -> Any:
 def test_a_service_s_host_must_be_a_host_name() -> None:
     from pytest_chaos.services import redis_service, service_fixture
 
-    with pytest.raises(ValueError) as raised:
+    with pytest.raises(ValueError, match="host must be a host name") as raised:
         service_fixture(redis_service(), host="cache internal")
     assert str(raised.value) == (
         "service_fixture(): host must be a host name (e.g. 'cache.internal'), got"

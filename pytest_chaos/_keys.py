@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from pytest_chaos.backends.embedded import EngineProcess
     from pytest_chaos.chaos import Chaos
     from pytest_chaos.config import ChaosConfig
+    from pytest_chaos.dns.session import DnsSession
     from pytest_chaos.markers import MarkedFault
     from pytest_chaos.services.fixtures import ServiceRegistry
 
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
 config_key: pytest.StashKey[ChaosConfig] = pytest.StashKey()
 process_key: pytest.StashKey[EngineProcess] = pytest.StashKey()
 services_key: pytest.StashKey[ServiceRegistry] = pytest.StashKey()
+# On the config: the session's DNS names, faults, lookups and server (made on first use).
+dns_key: pytest.StashKey[DnsSession] = pytest.StashKey()
 # On a test item: its marker faults, and its `chaos` object.
 marked_key: pytest.StashKey[list[MarkedFault]] = pytest.StashKey()
 chaos_key: pytest.StashKey[Chaos] = pytest.StashKey()

@@ -11,12 +11,14 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, overload
 
+import pytest_chaos.dns.applier  # noqa: F401  (registers how DNS failures are applied)
 from pytest_chaos.apply import AppliedFault, applier_for, known
 from pytest_chaos.backends.client import FeatureUnavailable, ProxyInfo, ToxiproxyError
 from pytest_chaos.backends.server import ToxicNames, ToxiproxyServer
 from pytest_chaos.events import Event, for_proxy, parse_events
 from pytest_chaos.faults import (
     Bandwidth,
+    DnsFailure,
     Down,
     Fault,
     FaultError,
@@ -34,6 +36,8 @@ from pytest_chaos.faults import (
 from pytest_chaos.report.timeline import Timeline
 
 if TYPE_CHECKING:
+    from pytest_chaos.dns.lookups import Lookup
+    from pytest_chaos.dns.session import DnsServerInfo, DnsSession, NameHandle
     from pytest_chaos.services.fixtures import RunningService, ServiceRegistry
 
 P = ParamSpec("P")
@@ -88,6 +92,7 @@ class Chaos:
     slicer = FaultMethod(Slicer)
     limit_data = FaultMethod(LimitData)
     dependency_down = FaultMethod(Down)
+    dns_failure = FaultMethod(DnsFailure)
 
     def __init__(
         self,
@@ -97,12 +102,16 @@ class Chaos:
         *,
         test_seed: int | None = None,
         replay: str | None = None,
+        dns: Callable[[bool], DnsSession | None] | None = None,
     ) -> None:
         self.server = server
         self.client = server.client
         self.seed = seed
         self.test_seed = seed if test_seed is None else test_seed
         self._services = services
+        # The session's DNS: dns(True) makes it on first use, dns(False) only looks.
+        self._dns = dns
+        self._names: list[NameHandle] = []
         self._applied: list[AppliedFault] = []
         self._events_since = 0
         self._has_events = self.client.engine() is not None
@@ -282,6 +291,7 @@ class Chaos:
 
     def timeline(self) -> Timeline:
         """Faults applied and reverted, and what the engine saw, relative to the test start."""
+        self._attach_dns()
         if self._has_events:
             self._collect_events()
         else:
@@ -292,6 +302,7 @@ class Chaos:
 
     def timeline_without_events(self, note: str) -> Timeline:
         """The faults alone, with `note` saying why the engine's events are missing."""
+        self._attach_dns()
         self._timeline.note = note
         return self._timeline
 
@@ -307,6 +318,8 @@ class Chaos:
                 self._applied.pop().revert()
             except Exception as error:  # every fault gets its chance to revert
                 errors.append(error)
+        while self._names:
+            self._names.pop().revert()
         if errors:
             raise errors[0]
 
@@ -314,6 +327,101 @@ class Chaos:
     def applied(self) -> list[AppliedFault]:
         """Every fault this test applied, reverted or not, oldest first."""
         return list(self._timeline.faults)
+
+    # -- DNS
+    def dns_session(self) -> DnsSession:
+        """The session's DNS names, faults and server (made on first use)."""
+        session = self._dns(True) if self._dns is not None else None
+        if session is None:
+            raise FeatureUnavailable(
+                "DNS needs the chaos fixture of a pytest run (this chaos object has no session)"
+            )
+        self._attach_dns()
+        return session
+
+    def resolve(self, name: str, to: str | ProxyInfo | RunningService) -> NameHandle:
+        """Make `name` resolve to `to` for this test (or a `with` block, or until
+        `.revert()`): a proxy (its name, the `chaos.proxy()` object, or a service) or an IP
+        address. In-process lookups (`socket.getaddrinfo`, asyncio, requests, httpx,
+        redis-py...) and the plugin's DNS server answer it; the client keeps its port."""
+        __tracebackhide__ = True
+        from pytest_chaos.dns.session import check_name
+
+        problem: str | None = None
+        try:
+            check_name(f"chaos.resolve({name!r})", name)
+            address, source = self._resolve_target(name, to)
+        except FaultError as error:
+            problem = str(error)
+        if problem is not None:
+            raise FaultError(problem)
+        handle = self.dns_session().add_name(name, addresses=(address,), source=source)
+        self._names.append(handle)
+        return handle
+
+    def _resolve_target(self, name: str, to: object) -> tuple[str, str]:
+        """(IP address, what it is) for `chaos.resolve`'s `to`."""
+        from pytest_chaos.dns.session import is_address
+
+        proxy = getattr(to, "proxy", None)  # a RunningService
+        if isinstance(proxy, ProxyInfo):
+            return proxy.host, f"service {getattr(to, 'name', proxy.name)!r}"
+        if isinstance(to, ProxyInfo):
+            return to.host, f"proxy {to.name!r}"
+        if isinstance(to, str) and is_address(to.strip("[]")):
+            return to.strip("[]"), "address"
+        what = f"chaos.resolve({name!r})"
+        if isinstance(to, str):
+            host, sep, port = to.rpartition(":")
+            if sep and port.isdigit() and is_address(host.strip("[]")):
+                raise FaultError(
+                    f"{what}: to={to!r} has a port; a name resolves to an address only (the"
+                    f" client brings the port: give to={host!r})"
+                )
+            proxies = self.client.proxies()
+            if to in proxies:
+                return proxies[to].host, f"proxy {to!r}"
+            raise FaultError(
+                f"{what}: to={to!r} is neither an IP address nor a known proxy; known proxies:"
+                f" {known(proxies)}"
+            )
+        raise FaultError(
+            f"{what}: to must be a proxy (its name, chaos.proxy()'s result or a service) or an"
+            f" IP address, got {to!r}"
+        )
+
+    @property
+    def dns_server(self) -> DnsServerInfo:
+        """The plugin's DNS server (UDP and TCP on one loopback port, started on first use):
+        `.host`, `.port`, `.nameserver` ("host:port"). It answers the names of
+        `chaos.resolve`, `chaos_hosts` and services, fails as the `dns_failure` faults say,
+        and refuses other names (or forwards them to `chaos_dns_forward`)."""
+        return self.dns_session().server()
+
+    def lookups(self, name: str | None = None) -> list[Lookup]:
+        """The DNS lookups of this test (in-process and at the DNS server), oldest first,
+        optionally of one name."""
+        from pytest_chaos.dns.lookups import DnsTimeline
+        from pytest_chaos.faults import normalize_dns_name
+
+        session = self._dns(False) if self._dns is not None else None
+        if session is None:
+            return []
+        found = DnsTimeline(session.log, self.started_at).lookups()
+        if name is None:
+            return found
+        wanted = normalize_dns_name(name)
+        return [lookup for lookup in found if lookup.name == wanted]
+
+    def _attach_dns(self) -> None:
+        """Show the session's DNS events in this test's timeline, once there is a session."""
+        session = self._dns(False) if self._dns is not None else None
+        if session is None:
+            return
+        from pytest_chaos.dns.lookups import DnsTimeline
+
+        if not any(isinstance(source, DnsTimeline) for source in self._timeline.sources):
+            self._timeline.sources.append(DnsTimeline(session.log, self.started_at))
 
 
 class FaultContext:

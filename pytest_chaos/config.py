@@ -30,6 +30,10 @@ class ChaosConfig:
     services: str = "auto"
     images: dict[str, str] = field(default_factory=dict)
     external: dict[str, str] = field(default_factory=dict)
+    # DNS: names for the whole session (name -> IP address or proxy name), and where the
+    # plugin's DNS server sends the names it does not know (None: it refuses them).
+    hosts: dict[str, str] = field(default_factory=dict)
+    dns_forward: tuple[str, int] | None = None
 
     def header(self) -> str:
         """The report header's line: `chaos: backend=embedded seed=1234`."""
@@ -145,6 +149,20 @@ def add_options(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager
         type="linelist",
         default=[],
     )
+    parser.addini(
+        "chaos_hosts",
+        "host names for the whole session, one `name = proxy-or-address` per line: the name "
+        "resolves to that proxy's address or that IP address (in-process and in the plugin's "
+        "DNS server)",
+        type="linelist",
+        default=[],
+    )
+    parser.addini(
+        "chaos_dns_forward",
+        "`host:port` of a DNS server to which the plugin's DNS server forwards the names it "
+        "does not know (default: it refuses them)",
+        default="",
+    )
 
 
 def _setting(config: pytest.Config, option: str, ini: str) -> str:
@@ -206,6 +224,8 @@ def resolve(config: pytest.Config, inherited_seed: int | None = None) -> ChaosCo
         services=services,
         images=parse_image_lines(config.getini("chaos_images")),
         external=parse_proxy_lines(config.getini("chaos_external"), ini="chaos_external"),
+        hosts=parse_host_lines(config.getini("chaos_hosts")),
+        dns_forward=parse_dns_forward(str(config.getini("chaos_dns_forward")).strip()),
     )
 
 
@@ -246,3 +266,47 @@ def parse_proxy_lines(lines: list[str], ini: str = "chaos_proxies") -> dict[str,
             raise pytest.UsageError(f"{ini}: {name!r} is declared twice")
         proxies[name] = upstream
     return proxies
+
+
+def parse_host_lines(lines: list[str]) -> dict[str, str]:
+    """`chaos_hosts`: name -> IP address or proxy name."""
+    from pytest_chaos.faults import dns_name_problem
+
+    hosts: dict[str, str] = {}
+    for line in lines:
+        name, sep, target = (part.strip() for part in line.partition("="))
+        if not sep or not name or not target or " " in target:
+            raise pytest.UsageError(
+                f"chaos_hosts: cannot read {line!r}; write one `name = proxy-or-address` per"
+                " line, e.g. `db.internal = postgres` or `db.internal = 127.0.0.1`"
+            )
+        problem = dns_name_problem(name, pattern=False)
+        if problem is not None:
+            raise pytest.UsageError(
+                f"chaos_hosts: {line!r}: {name!r} is not a host name: {problem}"
+            )
+        if name.lower().rstrip(".") in hosts:
+            raise pytest.UsageError(f"chaos_hosts: {name!r} is declared twice")
+        hosts[name.lower().rstrip(".")] = target
+    return hosts
+
+
+def parse_dns_forward(text: str) -> tuple[str, int] | None:
+    """`chaos_dns_forward`: an IP address and a port, or nothing."""
+    import ipaddress
+
+    if not text:
+        return None
+    host, colon, port = text.rpartition(":")
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+        valid = bool(colon) and port.isdigit() and 0 < int(port) < 65536
+    except ValueError:
+        valid = False
+    if not valid:
+        raise pytest.UsageError(
+            f"chaos_dns_forward: {text!r} is not an address; write `ip:port`, e.g."
+            " `127.0.0.1:5353` (an IPv6 address in brackets: `[::1]:53`)"
+        )
+    return host, int(port)

@@ -93,11 +93,16 @@ class Fault:
     target: str
     kind: ClassVar[str] = ""
     help: ClassVar[str] = ""
+    # What the first argument is called and means, in signatures and messages (a DNS fault's
+    # is a host pattern, not a proxy), and an example value for the messages.
+    target_name: ClassVar[str] = "target"
+    target_help: ClassVar[str] = "a proxy or service name"
+    target_example: ClassVar[str] = "redis"
 
     def __post_init__(self) -> None:
         if not isinstance(self.target, str) or not self.target:
             raise FaultError(
-                f"{self.kind}: target must be a proxy or service name, got {self.target!r}"
+                f"{self.kind}: {self.target_name} must be {self.target_help}, got {self.target!r}"
             )
         for f in fields(self):
             value = getattr(self, f.name)
@@ -370,7 +375,7 @@ def register(cls: type[FaultT]) -> type[FaultT]:
 
 def signature(cls: type[Fault]) -> str:
     """`latency(target, ms, *, jitter=0, stream='downstream', toxicity=1.0)`."""
-    parts = ["target"]
+    parts = [cls.target_name]
     star = False
     for f in ordered_fields(cls):
         if f.name == getattr(cls, "takes_any_keyword", None):
@@ -408,19 +413,20 @@ def build_fault(
     kind = cls.kind
     sig = signature(cls)
     kwargs = dict(kwargs)
-    if "target" in kwargs:
+    name, meaning = cls.target_name, cls.target_help
+    if name in kwargs:
         if args:
-            raise FaultError(f"{kind}: target given twice (positionally and by keyword)")
-        args = (kwargs.pop("target"),)
+            raise FaultError(f"{kind}: {name} given twice (positionally and by keyword)")
+        args = (kwargs.pop(name),)
     if not args:
         raise FaultError(
-            f"{kind}: the first argument must be the target, a proxy or service name"
-            f" (e.g. {kind}('redis', ...)); signature: {sig}"
+            f"{kind}: the first argument must be the {name}, {meaning}"
+            f" (e.g. {kind}({cls.target_example!r}, ...)); signature: {sig}"
         )
     target, *positional = args
     if not isinstance(target, str):
         raise FaultError(
-            f"{kind}: the first argument must be the target, a proxy or service name, got"
+            f"{kind}: the first argument must be the {name}, {meaning}, got"
             f" {target!r}; signature: {sig}"
         )
     required = [f.name for f in ordered_fields(cls) if not f.kw_only]
@@ -450,7 +456,7 @@ def build_fault(
 
 def python_signature(cls: type[Fault]) -> inspect.Signature:
     """The signature of the `chaos` method for `cls` (target and the options in user order)."""
-    params = [inspect.Parameter("target", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    params = [inspect.Parameter(cls.target_name, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
     catch_all = getattr(cls, "takes_any_keyword", None)
     for f in ordered_fields(cls):
         if f.name == catch_all:
@@ -464,3 +470,114 @@ def python_signature(cls: type[Fault]) -> inspect.Signature:
     if catch_all:
         params.append(inspect.Parameter("attributes", inspect.Parameter.VAR_KEYWORD))
     return inspect.Signature(params)
+
+
+# --------------------------------------------------------------------------- DNS resolution
+DnsErrorKind = Literal["nxdomain", "servfail", "refused", "timeout", "empty"]
+DNS_ERRORS: tuple[str, ...] = typing.get_args(DnsErrorKind)
+# glibc's own timeout with an untuned resolv.conf (`options timeout:5 attempts:2`, one
+# nameserver): getaddrinfo against a server that never answers failed after 10.0 s (measured,
+# see the README's "DNS failures" section).
+GLIBC_TIMEOUT_MS = 10_000
+_LABEL_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def normalize_dns_name(name: str) -> str:
+    """How names are compared: DNS is case-insensitive, and `db.internal.` is `db.internal`."""
+    return name.rstrip(".").lower() if name != "." else name
+
+
+def dns_name_problem(value: object, *, pattern: bool) -> str | None:
+    """Why `value` is not a host name (or, with `pattern`, a host pattern such as
+    `*.internal`: `*` as the whole leftmost label, standing for one or more labels, or `*`
+    alone for every name); None when it is one."""
+    import ipaddress
+
+    if not isinstance(value, str) or not value.strip("."):
+        return "not a host name"
+    name = normalize_dns_name(value)
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        pass
+    else:
+        return "an IP address is never looked up in DNS; name the host the client resolves"
+    if ":" in name:
+        return "a host name has no port"
+    labels = name.split(".")
+    if pattern and labels[0] == "*":
+        labels = labels[1:]
+        if not labels:
+            return None  # "*": every name
+    if len(name) > 253:
+        return "longer than 253 characters"
+    for label in labels:
+        if label == "*" or "*" in label:
+            return (
+                "'*' stands only for the whole leftmost label (e.g. '*.internal')"
+                if pattern
+                else "a name to resolve has no wildcard"
+            )
+        if not label:
+            return "it has an empty label"
+        if len(label) > 63:
+            return f"label {label[:20]!r}... is longer than 63 characters"
+        wrong = sorted(set(label) - _LABEL_CHARACTERS)
+        if wrong:
+            return f"{wrong[0]!r} is not allowed in a host name (letters, digits, '-', '_', '.')"
+    return None
+
+
+def dns_name_matches(pattern: str, name: str) -> bool:
+    """Does the (normalized) `name` match the host pattern (exact, `*.suffix` or `*`)?"""
+    pattern = normalize_dns_name(pattern)
+    if pattern == "*":
+        return True
+    if pattern.startswith("*."):
+        return name.endswith(pattern[1:])
+    return name == pattern
+
+
+@register
+@dataclass(frozen=True)
+class DnsFailure(Fault):
+    """DNS lookups of `host` (a name, or a pattern such as `*.internal`) fail with `error`,
+    each with `probability`, after `delay` ms; `error="timeout"` hangs `timeout` ms first.
+
+    Errors: `nxdomain` (no such name), `servfail` (the resolver failed), `refused` (the
+    resolver refused), `timeout` (no answer), `empty` (an answer with no address). `delay`
+    slows every matching lookup, failed or not: with `probability=0`, lookups are slow and
+    succeed. Applied to the in-process resolver and to the plugin's DNS server alike."""
+
+    _: KW_ONLY
+    error: DnsErrorKind = "nxdomain"
+    probability: float = field(default=1.0, metadata=PROBABILITY)
+    delay: int = field(default=0, metadata=bound("milliseconds"))
+    timeout: int = field(default=GLIBC_TIMEOUT_MS, metadata=bound("milliseconds"))
+    kind = "dns_failure"
+    help = (
+        "DNS lookups of host (a name or a pattern such as '*.internal') fail with error "
+        "(nxdomain, servfail, refused, timeout: no answer for timeout ms, empty: no address), "
+        "each lookup with probability 0..1, after delay ms (probability=0: slow but "
+        "successful). In-process resolver and the plugin's DNS server."
+    )
+    target_name = "host"
+    target_help = "a host name or a pattern such as '*.internal'"
+    target_example = "db.internal"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        problem = dns_name_problem(self.target, pattern=True)
+        if problem is not None:
+            raise FaultError(
+                f"{self.kind}: host must be {self.target_help}, got {self.target!r}: {problem}"
+            )
+
+    @property
+    def host(self) -> str:
+        """The name or pattern whose lookups fail."""
+        return self.target
+
+    def matches(self, name: str) -> bool:
+        """Does this fault act on lookups of `name` (normalized)?"""
+        return dns_name_matches(self.target, name)

@@ -39,6 +39,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(ChaosReporter(config), "chaos-reporter")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistSeedSharing(config), "chaos-xdist")
+    runner.open_dns(config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    runner.close_dns(config)
 
 
 class _XdistSeedSharing:
@@ -118,6 +123,7 @@ def toxiproxy(request: pytest.FixtureRequest) -> Iterator[ToxiproxyServer]:
     from pytest_chaos.backends.server import open_session_server
 
     server = open_session_server(request.config)
+    runner.attach_dns(request.config, server)
     try:
         yield server
     finally:

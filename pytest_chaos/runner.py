@@ -18,6 +18,7 @@ from pytest_chaos.faults import FAULT_TYPES
 if TYPE_CHECKING:
     from pytest_chaos.apply import AppliedFault
     from pytest_chaos.chaos import Chaos
+    from pytest_chaos.dns.session import DnsSession
     from pytest_chaos.services.fixtures import ServiceRegistry
 
 CHAOS_FIXTURES = ("chaos", "toxiproxy")
@@ -215,6 +216,7 @@ def open_chaos(request: pytest.FixtureRequest, server: Any) -> Chaos:
             lambda: config.stash.get(services_key, None),
             test_seed=test_seed(settings.seed, nodeid),
             replay=replay_command(nodeid, settings.seed),
+            dns=lambda create: dns_of(config, server, create=create),
         )
     except ToxiproxyError as error:
         problem = f"pytest-chaos: {error.message}"
@@ -235,3 +237,50 @@ def close_chaos(chaos: Chaos) -> None:
         problem = f"pytest-chaos: could not revert this test's faults: {error}"
     if problem is not None:
         fail(problem)
+
+
+# ------------------------------------------------------------------------------------ DNS
+def open_dns(config: pytest.Config) -> None:
+    """At configure: the names of `chaos_hosts`, for the whole session (nothing else is made
+    or imported when there are none)."""
+    settings = config.stash[config_key]
+    if not settings.hosts:
+        return
+    from pytest_chaos.dns.session import load_hosts, session_of
+
+    session = session_of(config)
+    assert session is not None
+    load_hosts(session, settings.hosts)
+
+
+def dns_of(config: pytest.Config, server: Any, *, create: bool) -> DnsSession | None:
+    """The session's DNS, its proxy names resolved through `server` (made when `create`)."""
+    from pytest_chaos._keys import dns_key
+
+    if not create and config.stash.get(dns_key, None) is None:
+        return None  # and nothing of the DNS layers imported
+    from pytest_chaos.dns.session import session_of
+
+    session = session_of(config, create=create)
+    if session is not None:
+        attach_dns(config, server)
+    return session
+
+
+def attach_dns(config: pytest.Config, server: Any) -> None:
+    """Names given as proxy names (`chaos_hosts`) resolve to the proxies of `server`."""
+    from pytest_chaos._keys import dns_key
+
+    session = config.stash.get(dns_key, None)
+    if session is not None and not session.has_proxies:
+        from pytest_chaos.dns.session import proxy_lookup
+
+        session.use_proxies(proxy_lookup(server))
+
+
+def close_dns(config: pytest.Config) -> None:
+    """At the end of the run: stop the DNS server, give the socket module its functions back."""
+    if "pytest_chaos.dns.session" in sys.modules:
+        from pytest_chaos.dns.session import close_session
+
+        close_session(config)

@@ -84,3 +84,11 @@ def test_the_readme_way_to_declare_your_own_service_works(pytester: pytest.Pytes
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+def test_the_readme_dns_example_passes(pytester: pytest.Pytester, redis_port: int) -> None:
+    block = re.search(r"```python\n# test_dns.py\n(.*?)```", README.read_text(), re.S)
+    assert block is not None, "the README lost its DNS example"
+    pytester.makepyfile(test_dns=block.group(1).replace("6379", str(redis_port)))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)

@@ -7,10 +7,23 @@ and JUnit XML.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pytest_chaos.apply import AppliedFault
 from pytest_chaos.events import TIMELINE_KINDS, Event
+
+
+class TimelineSource(Protocol):
+    """Events from elsewhere than the engine (the DNS layers): their lines for the timeline,
+    and their JSON under `name` in the report."""
+
+    name: str
+
+    def timeline_rows(self) -> list[tuple[float, str]]:
+        """(time.monotonic(), one line) per event."""
+        ...
+
+    def timeline_json(self) -> list[dict[str, Any]]: ...
 
 
 @dataclass
@@ -24,6 +37,8 @@ class Timeline:
     note: str | None = None
     # The command that runs this test again with the same draws (shown on failures).
     replay: str | None = None
+    # Other sources of events, their lines merged with the engine's by time.
+    sources: list[TimelineSource] = field(default_factory=list)
 
     def entries(self) -> list[tuple[float, str]]:
         """(seconds from the test's start, one line) for every fault change and connection
@@ -34,6 +49,8 @@ class Timeline:
             if applied.reverted_at is not None:
                 rows.append((applied.reverted_at, f"reverted {applied.fault}"))
         rows += [(event.time, str(event)) for event in self.events if event.kind in TIMELINE_KINDS]
+        for source in self.sources:
+            rows += source.timeline_rows()
         rows.sort(key=lambda row: row[0])
         return [(at - self.started_at, text) for at, text in rows]
 
@@ -51,6 +68,7 @@ class Timeline:
 
     def to_json(self) -> dict[str, Any]:
         """The record of `--chaos-report` and the JUnit `chaos` property."""
+        extra = {source.name: source.timeline_json() for source in self.sources}
         return {
             "seed": self.seed,
             "faults": [
@@ -70,4 +88,5 @@ class Timeline:
                 {**event.to_json(), "offset": round(event.time - self.started_at, 6)}
                 for event in self.events
             ],
+            **extra,
         }

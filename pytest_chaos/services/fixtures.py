@@ -83,6 +83,9 @@ class RunningService:
         self.server = server
         self.fixture = fixture or definition.name  # the fixture that yields it
         self.closed = False  # its fixture has ended: nothing may start it again
+        # The host name it is reached by (service_fixture(..., host=...)), resolving to its
+        # proxy in-process and in the plugin's DNS server; None: the proxy's address.
+        self.hostname: str | None = None
         self.proxy: ProxyInfo = self.point_proxy()
 
     # -- addresses
@@ -99,7 +102,7 @@ class RunningService:
     @property
     def host(self) -> str:
         """The proxy's host: give this to the code under test."""
-        return self.proxy.host
+        return self.hostname or self.proxy.host
 
     @property
     def port(self) -> int:
@@ -109,7 +112,7 @@ class RunningService:
     @property
     def address(self) -> str:
         """`host:port` of the proxy."""
-        return f"{self.proxy.host}:{self.proxy.port}"
+        return f"{self.host}:{self.proxy.port}"
 
     @property
     def direct(self) -> str:
@@ -119,7 +122,7 @@ class RunningService:
     @property
     def url(self) -> str:
         """The service's URL through the proxy (e.g. `redis://127.0.0.1:41234/0`)."""
-        return self._url(self.proxy.host, self.proxy.port)
+        return self._url(self.host, self.proxy.port)
 
     @property
     def direct_url(self) -> str:
@@ -338,12 +341,20 @@ def registry_of(config: pytest.Config) -> ServiceRegistry:
 
 
 def service_fixture(
-    definition: ServiceDefinition, *, scope: str = "session", name: str | None = None
+    definition: ServiceDefinition,
+    *,
+    scope: str = "session",
+    name: str | None = None,
+    host: str | None = None,
 ) -> Callable[..., Any]:
     """A pytest fixture (named `name`, default the service's name) that starts `definition`
     with the chosen provider, puts a proxy of the service's name in front of it, and yields a
     `RunningService`; the service is stopped and its files or container removed when the
-    scope ends. Assign it in a conftest.py: `redis = service_fixture(redis_service())`."""
+    scope ends. Assign it in a conftest.py: `redis = service_fixture(redis_service())`.
+
+    With `host` (e.g. "cache.internal"), the service is reached by that name for as long as
+    the fixture lives: it resolves to the proxy in-process and in the plugin's DNS server, and
+    the service's `.host`, `.address` and `.url` use it, so `dns_failure` faults reach it."""
     if not isinstance(definition, ServiceDefinition):
         raise TypeError(
             "service_fixture() takes a ServiceDefinition (e.g. redis_service(), or"
@@ -353,13 +364,27 @@ def service_fixture(
         raise ValueError(
             f"service_fixture(): scope must be one of {', '.join(SCOPES)}, got {scope!r}"
         )
+    if host is not None:
+        from pytest_chaos.faults import dns_name_problem
+
+        problem = dns_name_problem(host, pattern=False)
+        if problem is not None:
+            raise ValueError(
+                f"service_fixture(): host must be a host name (e.g. 'cache.internal'), got"
+                f" {host!r}: {problem}"
+            )
     fixture_name = name or definition.name
     DECLARED.setdefault(definition.name, set()).add(fixture_name)
 
     def run_service(
         request: pytest.FixtureRequest, toxiproxy: ToxiproxyServer
     ) -> Iterator[RunningService]:
-        yield from _run(request, toxiproxy, definition, fixture_name, scope)
+        if host is None:
+            yield from _run(request, toxiproxy, definition, fixture_name, scope)
+        else:
+            yield from _named(
+                _run(request, toxiproxy, definition, fixture_name, scope), request, host
+            )
 
     setattr(run_service, SERVICE_TAG, definition)  # how the plugin finds service fixtures
     run_service.__name__ = fixture_name
@@ -438,3 +463,23 @@ def _run(
                 toxiproxy.created.discard(definition.name)
         finally:
             service.close()
+
+
+def _named(
+    running: Iterator[RunningService], request: pytest.FixtureRequest, host: str
+) -> Iterator[RunningService]:
+    """The service of `running`, reached by the name `host` while it runs."""
+    from pytest_chaos.dns.session import session_of
+
+    for service in running:
+        session = session_of(request.config)
+        assert session is not None
+        handle = session.add_name(
+            host, addresses=(service.proxy.host,), source=f"service {service.name!r}"
+        )
+        service.hostname = host
+        try:
+            yield service
+        finally:
+            service.hostname = None
+            handle.revert()

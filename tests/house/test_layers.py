@@ -28,11 +28,13 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("engine", ("pytest_chaos.engine",)),
     ("backends", ("pytest_chaos.backends",)),
+    ("host names and DNS", ("pytest_chaos.dns",)),
     ("services", ("pytest_chaos.services",)),
     (
         "applying and reading faults",
         (
             "pytest_chaos.apply",
+            "pytest_chaos.dns.applier",
             "pytest_chaos.markers",
             "pytest_chaos.wire",
             "pytest_chaos.recorders",

@@ -125,10 +125,18 @@ def test_an_engine_that_died_is_explained_with_its_exit_status_and_log(
     assert explanation is not None
     log = kept_log(explanation)
     try:
-        assert explanation.splitlines() == [
-            f"the embedded engine died (killed by SIGKILL); its log, kept at {log}, ends with:",
-            f"pytest-chaos engine 0.1.0 listening on {url} (seed 1)",
+        headline, *tail = explanation.splitlines()
+        assert headline == (
+            f"the embedded engine died (killed by SIGKILL); its log, kept at {log}, ends with:"
+        )
+        # The ready line (stdout) and the engine's own log line (stderr, timestamped) share
+        # the file, in whichever order the two streams reached it.
+        assert f"pytest-chaos engine 0.1.0 listening on {url} (seed 1)" in tail
+        logged = [line for line in tail if " INFO pytest_chaos.engine: " in line]
+        assert [line.split(" ", 1)[1] for line in logged] == [
+            f"INFO pytest_chaos.engine: listening on {url} (seed 1)"
         ]
+        assert len(tail) == 2
     finally:
         engine.stop()
         shutil.rmtree(log.parent)

@@ -118,6 +118,11 @@ def test_an_engine_that_died_is_explained_with_its_exit_status_and_log(
 ) -> None:
     url = engine.wait_ready()
     assert engine.diagnose() is None
+    # The engine's own log line is written by its logging thread: wait for it, so that the
+    # log's end is known when the engine is killed.
+    deadline = time.monotonic() + 10
+    while " INFO " not in engine.log_path.read_text() and time.monotonic() < deadline:
+        time.sleep(0.01)
     os.kill(engine.pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
     while (explanation := engine.diagnose()) is None and time.monotonic() < deadline:

@@ -29,8 +29,9 @@ def api(engine: EngineThread) -> Iterator[httpx.Client]:
         yield client
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def echo() -> Iterator[str]:
-    """`host:port` of a real TCP echo server."""
+    """`host:port` of a real TCP echo server on loopback, shared by the whole run: it is
+    stateless (each connection is echoed on its own thread), and stopping one takes 0.5 s."""
     with echo_server() as (host, port):
         yield f"{host}:{port}"

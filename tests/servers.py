@@ -39,9 +39,10 @@ class _Server(socketserver.ThreadingTCPServer):
 
 
 @contextmanager
-def echo_server() -> Iterator[tuple[str, int]]:
-    """A threaded TCP echo server on a free loopback port."""
-    server = _Server(("127.0.0.1", 0), _EchoHandler)
+def echo_server(host: str = "127.0.0.1") -> Iterator[tuple[str, int]]:
+    """A threaded TCP echo server on a free port of `host` (loopback by default; 0.0.0.0 for
+    containers to reach it)."""
+    server = _Server((host, 0), _EchoHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

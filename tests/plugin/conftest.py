@@ -9,14 +9,11 @@ refused connection.
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Iterator
 
 import httpcore  # noqa: F401 - see below
 import hypothesis.internal.observability  # noqa: F401 - see below
 import psycopg  # noqa: F401 - see below
 import pytest
-
-from tests.servers import echo_server
 
 # runpytest_inprocess drops the modules an inner run imported once it ends, so what the inner
 # runs import lazily is best imported here, once:
@@ -132,13 +129,6 @@ def echo(toxiproxy):
 """
 
 
-@pytest.fixture(scope="session")
-def echo_upstream() -> Iterator[str]:
-    """`host:port` of a real TCP echo server; stateless, so one serves every inner run."""
-    with echo_server() as (host, port):
-        yield f"{host}:{port}"
-
-
 def make_ini(pytester: pytest.Pytester, extra: str = "") -> None:
     """Strict settings for an inner run, plus `extra` ini lines.
 
@@ -166,9 +156,9 @@ def bare(pytester: pytest.Pytester) -> pytest.Pytester:
 
 
 @pytest.fixture
-def suite(pytester: pytest.Pytester, echo_upstream: str) -> pytest.Pytester:
+def suite(pytester: pytest.Pytester, echo: str) -> pytest.Pytester:
     """A pytester directory with strict settings, the `echo` proxy and `netcheck`."""
-    make_ini(pytester, f"chaos_proxies =\n    echo = {echo_upstream}")
+    make_ini(pytester, f"chaos_proxies =\n    echo = {echo}")
     pytester.makepyfile(netcheck=NETCHECK)
     pytester.makeconftest(INNER_CONFTEST)
     return pytester

@@ -100,13 +100,11 @@ def served() -> Iterator[str]:
         process.stop()
 
 
-def test_same_file_on_embedded_and_external_backends(
-    suite: pytest.Pytester, echo_upstream: str
-) -> None:
+def test_same_file_on_embedded_and_external_backends(suite: pytest.Pytester, echo: str) -> None:
     suite.makepyfile(test_same=SAME_FILE)
     with served() as url, httpx.Client(base_url=url, timeout=10, trust_env=False) as api:
         # Something the session did not make, which must survive it untouched.
-        api.post("/proxies", json={"name": "kept", "upstream": echo_upstream}).raise_for_status()
+        api.post("/proxies", json={"name": "kept", "upstream": echo}).raise_for_status()
         # Toxics of someone else, one named like the plugin's own (another session's).
         for name in ("kept_latency", "chaos_latency_downstream_1"):
             api.post(
@@ -114,7 +112,7 @@ def test_same_file_on_embedded_and_external_backends(
                 json={"name": name, "type": "latency", "attributes": {"latency": 5}},
             ).raise_for_status()
         # A proxy the ini file declares too, already there: used as it is, and kept.
-        api.post("/proxies", json={"name": "found", "upstream": echo_upstream}).raise_for_status()
+        api.post("/proxies", json={"name": "found", "upstream": echo}).raise_for_status()
         # ... and one pointed elsewhere: pointed at the declared upstream, then back.
         nowhere = f"127.0.0.1:{free_port()}"
         api.post("/proxies", json={"name": "elsewhere", "upstream": nowhere}).raise_for_status()
@@ -122,7 +120,7 @@ def test_same_file_on_embedded_and_external_backends(
         make_ini(
             suite,
             "chaos_proxies =\n"
-            + "".join(f"    {name} = {echo_upstream}\n" for name in ("echo", "found", "elsewhere")),
+            + "".join(f"    {name} = {echo}\n" for name in ("echo", "found", "elsewhere")),
         )
 
         embedded = suite.runpytest_inprocess(

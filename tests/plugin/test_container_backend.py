@@ -6,7 +6,6 @@ is missing; and no container left behind either way."""
 from __future__ import annotations
 
 import subprocess
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,7 +15,7 @@ from pytest_chaos._docker import SESSION_ID, SESSION_LABEL, docker_unavailable_r
 from pytest_chaos.backends.container import BACKEND_LABEL
 from pytest_chaos.config import DEFAULT_TOXIPROXY_IMAGE
 from tests.plugin.conftest import NETCHECK, exact, make_ini
-from tests.servers import _EchoHandler, _Server, free_port
+from tests.servers import echo_server, free_port
 
 pytest.importorskip("testcontainers", reason="testcontainers is not installed")
 
@@ -124,19 +123,6 @@ def no_container_left() -> Iterator[None]:
     assert backend_containers() - before == set()
 
 
-@contextmanager
-def echo_server(host: str) -> Iterator[int]:
-    """A threaded TCP echo server on `host` (0.0.0.0 so that containers reach it)."""
-    server = _Server((host, 0), _EchoHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield int(server.server_address[1])
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def run_inner(pytester: pytest.Pytester, network: str, port: int, *args: str) -> pytest.RunResult:
     make_ini(
         pytester,
@@ -158,7 +144,7 @@ def test_stand_in_image(pytester: pytest.Pytester, network: str) -> None:
     # Bridge: the container dials host.docker.internal (the docker0 address), so the server
     # listens on every interface. Host: the container shares loopback with us.
     host = "0.0.0.0" if network == "bridge" else "127.0.0.1"
-    with echo_server(host) as port, no_container_left():
+    with echo_server(host) as (_, port), no_container_left():
         result = run_inner(pytester, network, port, "--chaos-toxiproxy-image", STAND_IN)
     result.stdout.fnmatch_lines(
         [
@@ -177,7 +163,7 @@ def test_upstream_image(pytester: pytest.Pytester) -> None:
             "upstream Toxiproxy image not present locally (no registry here); pull it to run"
             " this test"
         )
-    with echo_server("0.0.0.0") as port, no_container_left():
+    with echo_server("0.0.0.0") as (_, port), no_container_left():
         result = run_inner(pytester, "bridge", port)
     result.assert_outcomes(passed=6)
 

@@ -118,7 +118,7 @@ def test_report_of_a_run(suite: pytest.Pytester) -> None:
     result.assert_outcomes(passed=3, failed=1)
 
 
-def test_random_seed_and_ini_twins(suite: pytest.Pytester, echo_upstream: str) -> None:
+def test_random_seed_and_ini_twins(suite: pytest.Pytester, echo: str) -> None:
     suite.makepyfile(test_reported=REPORTED)
     first = suite.runpytest_inprocess("-k", "passes")
     first.stdout.fnmatch_lines(
@@ -133,9 +133,7 @@ def test_random_seed_and_ini_twins(suite: pytest.Pytester, echo_upstream: str) -
 
     make_ini(
         suite,
-        "chaos_seed = 99\n"
-        "chaos_report = from-ini.json\n"
-        f"chaos_proxies =\n    echo = {echo_upstream}",
+        f"chaos_seed = 99\nchaos_report = from-ini.json\nchaos_proxies =\n    echo = {echo}",
     )
     second = suite.runpytest_inprocess("-k", "passes or fixture_only")
     second.stdout.fnmatch_lines(

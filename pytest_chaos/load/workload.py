@@ -35,7 +35,7 @@ MAX_CONCURRENCY = 1000
 DEFAULT_STOP_TIMEOUT = 2.0
 CANCEL_WAIT_SECONDS = 0.5
 # Calls shown per load in the reports (the signals are computed from all of them).
-MAX_REPORTED_CALLS = 2000
+MAX_REPORTED_CALLS = 1000
 # How long the end of a test waits for the threads of hung calls, once its faults are reverted.
 RELEASE_TIMEOUT = 5.0
 # The first words of an error's message kept per exception type, for messages and reports.

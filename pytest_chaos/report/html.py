@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from pytest_chaos.load.signals import format_bytes, format_latency, format_rate
-from pytest_chaos.report.charts import render_chart
+from pytest_chaos.report.charts import chart_settings, render_chart
 
 STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1f2933;
        margin: 0 auto; max-width: 1080px; padding: 24px; background: #fafafa; }
 h1 { font-size: 22px; margin: 0 0 4px; }
 h2 { font-size: 16px; margin: 0 0 8px; font-family: ui-monospace, monospace;
-     word-break: break-all; }
+     overflow-wrap: anywhere; }
 .meta { color: #616e7c; margin: 0 0 16px; }
 table { border-collapse: collapse; margin: 8px 0 4px; font-size: 13px; }
 th, td { padding: 4px 10px; border-bottom: 1px solid #e4e7eb; text-align: right; }
@@ -41,7 +41,7 @@ th { background: #f0f4f8; font-weight: 600; }
 section.test { background: white; border: 1px solid #e4e7eb; border-radius: 6px;
                padding: 16px; margin: 16px 0; }
 .badge { font: 600 11px system-ui, sans-serif; padding: 2px 8px; border-radius: 10px;
-         margin-left: 8px; vertical-align: middle; }
+         margin-left: 8px; vertical-align: middle; white-space: nowrap; }
 .passed { background: #d3f9d8; color: #2b8a3e; } .failed { background: #ffe3e3; color: #c92a2a; }
 .skipped { background: #e9ecef; color: #495057; }
 .chart svg { width: 100%; height: auto; display: block; }
@@ -49,7 +49,7 @@ ul.faults { margin: 4px 0 8px; padding-left: 20px; font-family: ui-monospace, mo
             font-size: 12.5px; }
 .bad { color: #c92a2a; font-weight: 600; }
 .note { color: #616e7c; font-size: 12.5px; }
-nav ol { columns: 2; font-family: ui-monospace, monospace; font-size: 12px; }
+nav ol { font-family: ui-monospace, monospace; font-size: 12px; overflow-wrap: anywhere; }
 """
 
 
@@ -76,8 +76,9 @@ def render(payload: dict[str, Any]) -> str:
     ]
     if tests:
         parts.append(_index(tests))
-    for number, record in enumerate(tests, 1):
-        parts.append(_test_section(record, number))
+    with chart_settings():
+        for number, record in enumerate(tests, 1):
+            parts.append(_test_section(record, number))
     if not tests:
         parts.append('<p class="note">No test of this run used chaos.</p>')
     parts.append("</body></html>\n")

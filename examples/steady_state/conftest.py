@@ -62,9 +62,7 @@ bare_orders = service_fixture(
 
 def _catalog(redis_service: RunningService, *, fragile: bool) -> Iterator[httpx.Client]:
     proxy = redis_service.proxy
-    cache = cache_client(
-        proxy.host, proxy.port, timeout=None if fragile else CACHE_TIMEOUT_SECONDS
-    )
+    cache = cache_client(proxy.host, proxy.port, timeout=None if fragile else CACHE_TIMEOUT_SECONDS)
     cache.flushdb()
     try:
         with serve(cache, fragile=fragile) as url, httpx.Client(base_url=url, timeout=5) as client:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import socket
 import socketserver
@@ -179,8 +180,6 @@ def accuracy_runs(
     server = _EchoServer(("127.0.0.1", 0), _Echo)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    import os
-
     env = dict(os.environ)
     env["BENCH_ECHO"] = f"127.0.0.1:{server.server_address[1]}"
     env["BENCH_SECONDS"] = str(seconds)
@@ -333,6 +332,11 @@ def render_report(figures: dict[str, Any]) -> Iterator[str]:
     t = figures["throughput"]
     yield "pytest-chaos load: cost and accuracy"
     yield f"  python {platform.python_version()}, {harness.cpu_model() or platform.machine()}"
+    cpus, loads = figures["machine"]["cpus"], figures["machine"]["load_average"]
+    busy = harness.busy_warning(max(loads), cpus)
+    yield (
+        f"  {cpus} CPUs; load average {loads[0]:.1f} at the start, {loads[1]:.1f} at the end{busy}"
+    )
     yield ""
     yield f"Trivial call, {t['seconds']:g} s each (calls per second, per call):"
     bare = t["bare"]
@@ -391,6 +395,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def benchmark(args: argparse.Namespace) -> Callable[[harness.TokenSupervisor, Path], int]:
     def run(supervisor: harness.TokenSupervisor, workdir: Path) -> int:
+        load_at_start = os.getloadavg()[0]
         seconds = 0.5 if args.quick else 2.0
         repeat = 1 if args.quick else 3
         harness.log("throughput ...")
@@ -418,6 +423,10 @@ def benchmark(args: argparse.Namespace) -> Callable[[harness.TokenSupervisor, Pa
         report = report_cost(workdir, repeat)
         imports = import_cost(supervisor, 3 if args.quick else 7)
         figures = {
+            "machine": {
+                "cpus": os.cpu_count() or 1,
+                "load_average": [load_at_start, os.getloadavg()[0]],
+            },
             "throughput": rates,
             "reading": reading,
             "accuracy": accuracy,

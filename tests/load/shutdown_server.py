@@ -9,7 +9,7 @@
 - `abrupt`: nothing of its own, so SIGTERM's default action kills it at once;
 - `hang`: stops answering new connections but keeps the listening socket open (they queue in
   the backlog), finishes the requests in flight, and exits 1.5 s later;
-- `slow`: drains, then lingers 3 s before exiting.
+- `slow`: drains, then lingers 8 s before exiting.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import time
 
 SLOW_SECONDS = 0.3
 HANG_SECONDS = 1.5
-LINGER_SECONDS = 3.0
+LINGER_SECONDS = 8.0
 
 
 class Handler(http.server.BaseHTTPRequestHandler):

@@ -307,6 +307,24 @@ def test_one_slow_call_in_a_hundred_after_recovery_does_not_move_it() -> None:
     assert rec.recovery().time == pytest.approx(0.005)
 
 
+def test_recovery_starts_at_a_healthy_call() -> None:
+    # The first call after the revert is slow, the next 200 fast: one slow call in 201 keeps
+    # the p99 within the limit, but the recovery starts at the first call that was back.
+    calls = steady_calls(0.005, 1.0, 0.01, 0.002) + steady_calls(1.005, 2.0, 0.01, 0.001, REFUSED)
+    calls += [(2.005, 0.05, None), *steady_calls(2.015, 4.0, 0.01, 0.002)]
+    rec = recording(calls, [applied(DOWN, 1.0, 2.0)], stop=4.0)
+    assert rec.recovery().time == pytest.approx(0.015)
+
+
+def test_slow_calls_after_a_fast_one_are_not_a_recovery_yet() -> None:
+    # Fast, then nine slow calls (more than 1% of what follows), then fast for good.
+    calls = steady_calls(0.005, 1.0, 0.01, 0.002) + steady_calls(1.005, 2.0, 0.01, 0.001, REFUSED)
+    calls += [(2.005, 0.002, None), *steady_calls(2.015, 2.1, 0.01, 0.05)]
+    calls += steady_calls(2.105, 4.0, 0.01, 0.002)
+    rec = recording(calls, [applied(DOWN, 1.0, 2.0)], stop=4.0)
+    assert rec.recovery().time == pytest.approx(0.105)
+
+
 def test_a_load_that_never_came_back_has_no_recovery_time() -> None:
     calls = steady_calls(0.05, 1.0, 0.1, 0.002) + steady_calls(1.05, 3.0, 0.1, 0.001, REFUSED)
     rec = recording(calls, [applied(DOWN, 1.0, 2.0)], stop=3.0)

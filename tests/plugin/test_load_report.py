@@ -87,17 +87,33 @@ def test_the_json_report_carries_each_load_s_signals_per_window(suite: pytest.Py
 
 
 def test_a_load_left_running_is_stopped_when_its_test_ends(suite: pytest.Pytester) -> None:
+    """...before the test's faults are reverted, so that the end of the test (a service
+    started again, a proxy re-enabled) is not recorded as the load's own."""
     suite.makepyfile(
         test_left=dedent(
             """
             import threading
             import time
 
+            import pytest
             from netcheck import talk
+            from pytest_chaos.faults import Latency
+
+            left = {}
 
 
-            def test_left_running(chaos, echo):
-                chaos.load(lambda: talk(echo), concurrency=2).start()
+            @pytest.fixture
+            def after_chaos():
+                # Set up before `chaos`, so torn down after it.
+                yield
+                load, fault = left["load"], left["fault"]
+                assert not load.running
+                assert load.stopped_at < fault.reverted_at
+
+
+            def test_left_running(after_chaos, chaos, echo):
+                left["load"] = chaos.load(lambda: talk(echo), concurrency=2).start()
+                left["fault"] = chaos.inject(Latency("echo", 5))
                 time.sleep(0.2)
 
 
@@ -254,6 +270,11 @@ return {
   errors: find('chart1-errors'),
   p50: find('chart1-p50'), p99: find('chart1-p99'),
   connections: find('chart1-connections-echo'),
+  // Every chart's elements keep their own ids (markers and clip paths are found by id).
+  duplicateIds: (() => {
+    const ids = [...document.querySelectorAll('[id]')].map(e => e.id);
+    return ids.length - new Set(ids).size;
+  })(),
   windows: [...document.querySelectorAll('section.test table.signals tr td:first-child')]
     .map(td => td.textContent),
   totals,
@@ -277,6 +298,7 @@ def test_the_html_report_renders_its_charts_in_a_real_browser(
     seen = browser.execute_script(RENDERED)
     # One chart per test (the test without a load still shows its connections), laid out wide.
     assert seen["sections"] == 2
+    assert seen["duplicateIds"] == 0
     assert len(seen["charts"]) == 2
     assert all(c["width"] > 600 and c["height"] > 100 for c in seen["charts"])
     first = seen["charts"][0]
@@ -342,6 +364,8 @@ def test_a_service_terminated_through_chaos_shows_on_the_timeline_and_comes_back
             import http.client
             import time
 
+            import pytest
+
             from pytest_chaos.assertions import assert_graceful_shutdown
 
 
@@ -354,10 +378,12 @@ def test_a_service_terminated_through_chaos_shows_on_the_timeline_and_comes_back
                     connection.close()
 
 
-            def test_drains(api, chaos):
+            @pytest.mark.parametrize("by", ["name", "fixture value"])
+            def test_drains(api, chaos, by):
+                service = "api" if by == "name" else api
                 with chaos.load(lambda: get(api), concurrency=3) as load:
                     time.sleep(0.4)
-                    shutdown = assert_graceful_shutdown("api", load=load, grace=2)
+                    shutdown = assert_graceful_shutdown(service, load=load, grace=2)
                 assert not api.running
                 assert [str(f.fault) for f in chaos.applied] == [
                     "dependency_down('api', mode='terminate')"
@@ -374,4 +400,4 @@ def test_a_service_terminated_through_chaos_shows_on_the_timeline_and_comes_back
     result = bare.runpytest_subprocess(
         "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "--chaos-services", "local"
     )
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)

@@ -283,3 +283,13 @@ def test_an_exit_after_the_grace_period_is_too_late() -> None:
         "Hint: the drain outlived the grace period: bound it with a timeout shorter than the"
         " grace (uvicorn --timeout-graceful-shutdown, gunicorn --graceful-timeout).",
     ]
+
+
+def test_a_new_call_left_waiting_is_hung() -> None:
+    from pytest_chaos.load import CallRecord
+
+    message = judged(in_flight=(CallRecord(9.9, 0.2, None),), still_running=(10.2,))
+    assert message.splitlines()[1:3] == [
+        "- 1 call in flight at the SIGTERM: 1 completed",
+        "- 1 call started after it: 1 still running  <-- hung",
+    ]

@@ -47,6 +47,7 @@ orders = service_fixture(
                 "orders_app:app",
             ],
         ),
+        provider="local",  # a process of this project, whatever chaos_services says
     ),
     scope="function",
 )  # fmt: skip
@@ -55,6 +56,7 @@ bare_orders = service_fixture(
     ServiceDefinition(
         "bare_orders",
         local=Recipe("bare_orders", [sys.executable, str(HERE / "bare_server.py"), "{port}"]),
+        provider="local",
     ),
     scope="function",
 )

@@ -69,14 +69,20 @@ def test_a_server_that_drains_shuts_down_gracefully(api: Started) -> None:
     assert not server.running
 
 
-def test_a_server_that_exits_at_once_drops_the_calls_in_flight(api: Started) -> None:
-    server, proxy = api("abrupt")
+def failed_shutdown(api: Started, mode: str, grace: float) -> ChaosAssertionError:
+    """SIGTERM to the test server in `mode` under a load; the assertion's error."""
+    server, proxy = api(mode)
     with chaos_load(slow_get(proxy)) as load:
         time.sleep(0.4)
         with pytest.raises(ChaosAssertionError) as raised:
-            assert_graceful_shutdown(server, load=load, grace=2.0)
+            assert_graceful_shutdown(server, load=load, grace=grace)
+    assert not server.running
+    return raised.value
+
+
+def test_a_server_that_exits_at_once_drops_the_calls_in_flight(api: Started) -> None:
     assert_message(
-        raised.value,
+        failed_shutdown(api, "abrupt", grace=2.0),
         "\n".join(
             [
                 "The service 'api' did not shut down gracefully on SIGTERM.",
@@ -93,13 +99,8 @@ def test_a_server_that_exits_at_once_drops_the_calls_in_flight(api: Started) -> 
 def test_a_server_that_keeps_listening_but_answers_nothing_leaves_new_calls_hanging(
     api: Started,
 ) -> None:
-    server, proxy = api("hang")
-    with chaos_load(slow_get(proxy)) as load:
-        time.sleep(0.4)
-        with pytest.raises(ChaosAssertionError) as raised:
-            assert_graceful_shutdown(server, load=load, grace=3.0)
     assert_message(
-        raised.value,
+        failed_shutdown(api, "hang", grace=3.0),
         "\n".join(
             [
                 "The service 'api' did not shut down gracefully on SIGTERM.",
@@ -115,16 +116,11 @@ def test_a_server_that_keeps_listening_but_answers_nothing_leaves_new_calls_hang
 
 
 def test_a_server_that_outlives_its_grace_is_killed_and_reported(api: Started) -> None:
-    server, proxy = api("slow")
     started = time.monotonic()
-    with chaos_load(slow_get(proxy)) as load:
-        time.sleep(0.4)
-        with pytest.raises(ChaosAssertionError) as raised:
-            assert_graceful_shutdown(server, load=load, grace=1.0)
+    error = failed_shutdown(api, "slow", grace=1.0)
     assert time.monotonic() - started < 5  # killed after its grace, not after its 8 s linger
-    assert not server.running
     assert_message(
-        raised.value,
+        error,
         "\n".join(
             [
                 "The service 'api' did not shut down gracefully on SIGTERM.",

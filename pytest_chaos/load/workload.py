@@ -130,11 +130,16 @@ class Load:
         traceback: TracebackType | None,
     ) -> None:
         __tracebackhide__ = True
-        if exc_type is None and self.duration is not None and self.started_at is not None:
-            # The block ended early: the load runs its whole duration (the calls go on).
-            self._stopping.wait(max(0.0, self.started_at + self.duration - time.monotonic()))
+        self._stopping.wait(self._time_left(exc_type))
         self.stop()
         self._raise_misuse(exc_type)
+
+    def _time_left(self, exc_type: type[BaseException] | None) -> float:
+        """How long the load still runs once its block has ended: the rest of its duration
+        (the calls go on), or nothing after an error or without a duration."""
+        if exc_type is not None or self.duration is None or self.started_at is None:
+            return 0.0
+        return max(0.0, self.started_at + self.duration - time.monotonic())
 
     async def __aenter__(self) -> Self:
         __tracebackhide__ = True
@@ -153,8 +158,7 @@ class Load:
         traceback: TracebackType | None,
     ) -> None:
         __tracebackhide__ = True
-        if exc_type is None and self.duration is not None and self.started_at is not None:
-            await asyncio.sleep(max(0.0, self.started_at + self.duration - time.monotonic()))
+        await asyncio.sleep(self._time_left(exc_type))
         if self._async_stopping is None:
             await asyncio.to_thread(self.stop)
         else:

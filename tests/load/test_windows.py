@@ -202,8 +202,7 @@ def test_after_needs_every_fault_reverted() -> None:
     assert rec.stats(DOWN).duration == pytest.approx(0.5)
 
 
-def test_faults_outside_the_load_s_run_are_not_its_windows() -> None:
-    # Recording only holds the faults the load saw; the Load filters them (see test_real_faults).
+def test_without_a_fault_there_is_only_the_whole_run() -> None:
     rec = recording(steady_calls(0.05, 1.0, 0.1, 0.001), stop=1.0)
     assert [w.name for w in rec.windows()] == ["whole run"]
 

@@ -13,6 +13,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from pytest_chaos.apply import AppliedFault
+from pytest_chaos.backends.client import FeatureUnavailable
+from pytest_chaos.events import Event
+from pytest_chaos.faults import Latency
 from pytest_chaos.load import HUNG, Load, LoadError
 
 # Generous bounds: the machine is shared and has 2 CPUs.
@@ -390,3 +394,42 @@ def test_a_load_that_never_started_has_nothing_to_read() -> None:
     with pytest.raises(LoadError) as raised:
         Load(lambda: None).stats()
     assert str(raised.value) == ("chaos.load(): the load has not started; read it after its block")
+
+
+# ------------------------------------------------------------------ the faults it is read with
+class Faults:
+    """A test's faults and the engine's events, as the `chaos` object gives them to a load."""
+
+    def __init__(self, events: list[Event] | None) -> None:
+        self.applied: list[AppliedFault] = []
+        self._events = events
+
+    def events(self, proxy: str | None = None) -> list[Event]:
+        if self._events is None:
+            raise FeatureUnavailable("chaos.events() needs the pytest-chaos engine")
+        return self._events
+
+
+def test_only_the_faults_active_while_the_load_ran_are_its_windows() -> None:
+    source = Faults([])
+    now = time.monotonic()
+    source.applied.append(AppliedFault(Latency("api", 1), now - 2, now - 1))  # before it
+    with Load(lambda: time.sleep(0.005), faults=source) as load:
+        with_it = AppliedFault(Latency("api", 2), time.monotonic())
+        source.applied.append(with_it)
+        time.sleep(0.05)
+        with_it.reverted_at = time.monotonic()
+        time.sleep(0.05)
+    source.applied.append(AppliedFault(Latency("api", 3), time.monotonic() + 1))  # after it
+    assert [w.name for w in load.recording().faults] == ["latency('api', ms=2)"]
+    assert load.stats("latency").count > 0
+    assert all(c.faults in ((), ("latency('api', ms=2)",)) for c in load.calls)
+
+
+def test_without_the_engine_s_events_the_proxies_view_says_why_it_is_missing() -> None:
+    with Load(lambda: time.sleep(0.005), faults=Faults(None)) as load:
+        time.sleep(0.05)
+    stats = load.stats()
+    assert stats.proxies == {}
+    assert stats.proxies_note == "the proxies' view needs the pytest-chaos engine's events"
+    assert load.to_json(load.started_at or 0.0)["proxies_note"] == stats.proxies_note

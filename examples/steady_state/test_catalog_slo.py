@@ -14,7 +14,7 @@ import pytest
 
 from pytest_chaos.assertions import ChaosAssertionError, assert_recovers, assert_steady_state
 
-SLO_P99 = 0.25  # seconds
+SLO_P99 = 0.4  # seconds
 
 
 def product_reader(client: httpx.Client) -> Callable[[], None]:
@@ -30,15 +30,15 @@ def product_reader(client: httpx.Client) -> Callable[[], None]:
 def test_the_catalog_holds_its_slo_through_a_slow_cache_and_an_outage(chaos, catalog):
     with chaos.load(product_reader(catalog), concurrency=4, rate=200) as load:
         time.sleep(0.5)  # the baseline
-        with chaos.latency("redis", 300) as slow:  # every reply from Redis 300 ms late
+        with chaos.latency("redis", 500) as slow:  # every reply from Redis 500 ms late
             time.sleep(0.6)
         time.sleep(0.3)
         with chaos.dependency_down("redis") as outage:  # Redis refuses connections
             time.sleep(0.6)
         time.sleep(0.6)  # the recovery
-    # The SLO, faults or not: p99 under 250 ms (a slow or absent cache costs one cache timeout,
-    # 50 ms, plus the pricing service, 10 ms: the rest is room for a busy machine), and at most
-    # 1% of requests failed (none without a fault).
+    # The SLO, faults or not: p99 under 400 ms (a slow or absent cache costs a cache timeout or
+    # two, 50 ms each, plus the pricing service, 10 ms: the rest is room for a busy machine),
+    # and at most 1% of requests failed (none without a fault).
     assert_steady_state(load, p99=SLO_P99, error_rate=0.0, during="before")
     assert_steady_state(load, p99=SLO_P99, error_rate=0.01, during=[slow, outage])
     assert_steady_state(load, p99=SLO_P99, error_rate=0.0, during="after")
@@ -53,15 +53,15 @@ def test_a_catalog_without_a_cache_timeout_breaks_its_slo_when_the_cache_is_slow
 ):
     with chaos.load(product_reader(fragile_catalog), concurrency=4, rate=200) as load:
         time.sleep(0.3)
-        with chaos.latency("redis", 300) as slow:
+        with chaos.latency("redis", 500) as slow:
             time.sleep(0.6)
     with pytest.raises(ChaosAssertionError) as raised:
         assert_steady_state(load, p99=SLO_P99, error_rate=0.01, during=slow)
     # The whole message, measured figures aside.
     expected = "\n".join(
         [
-            "The steady state did not hold during latency('redis', ms=300).",
-            "- p99 <ms> (at most 250 ms)  <-- over",
+            "The steady state did not hold during latency('redis', ms=500).",
+            "- p99 <ms> (at most 400 ms)  <-- over",
             "- error rate 0.0% (at most 1.0%)",
             "- <n> calls in <s> (<rate>): p50 <ms>, p90 <ms>, p99 <ms>, max <ms>",
             "- no errors",

@@ -413,3 +413,13 @@ def test_a_fault_s_window_runs_from_the_engine_s_change_not_from_the_api_request
     assert fault_window(applied(LATENCY, 1.0, 2.0), None).start == T0 + 1.0
     killed = fault_window(applied(Down("api", mode="kill"), 2.5, 3.0), refused)
     assert (killed.start, killed.end) == (T0 + 2.5, T0 + 3.0)
+
+
+def test_one_hiccup_at_the_very_end_is_not_a_failure_to_recover() -> None:
+    calls = steady_calls(0.05, 1.0, 0.1, 0.002) + steady_calls(1.05, 2.0, 0.1, 0.001, REFUSED)
+    calls += steady_calls(2.05, 3.0, 0.1, 0.002)
+    calls[-1] = (calls[-1][0], 0.3, None)
+    rec = recording(calls, [applied(DOWN, 1.0, 2.0)], stop=3.0)
+    assert rec.recovery().time == pytest.approx(0.05)
+    calls[-2] = (calls[-2][0], 0.3, None)  # two of ten: not back yet
+    assert recording(calls, [applied(DOWN, 1.0, 2.0)], stop=3.0).recovery().time is None

@@ -305,9 +305,9 @@ class Recording:
     ) -> Recovery:
         """When the load was back to its baseline after the last revert: from the first call
         that succeeded within the latency limit and after which the calls' error rate and
-        p99 stay within the limits. The limits: `latency` seconds (default: 1.5 x the
-        baseline's p99 + 5 ms) and `error_rate` (default: the baseline's), the baseline being
-        the calls before the first fault."""
+        p99 stay within the limits (one slow call is always allowed). The limits: `latency`
+        seconds (default: 1.5 x the baseline's p99 + 5 ms) and `error_rate` (default: the
+        baseline's), the baseline being the calls before the first fault."""
         __tracebackhide__ = True
         after = self.window("after")
         baseline = self._stats(self.window("before"))
@@ -389,14 +389,17 @@ def _recovered_at(
     slow_or_failed = [c for c in ordered if not c.ok or c.latency > latency]
     last_unhealthy = slow_or_failed[-1] if slow_or_failed else None
     # Walk back from the end, counting the suffix's calls, errors and slow calls. Its p99 (the
-    # nearest rank, ceil(0.99 n)) is within the limit when at most n - ceil(0.99 n) are slow.
+    # nearest rank, ceil(0.99 n)) is within the limit when at most n - ceil(0.99 n) are slow;
+    # one slow call is always allowed, or a single hiccup among fewer than 100 calls (the last
+    # one, say) would read as "never recovered".
     errors = slow = 0
     recovered: float | None = None
     for count, call in enumerate(reversed(ordered), 1):
         errors += 0 if call.ok else 1
         slow += 1 if call.latency > latency else 0
         healthy = call.ok and call.latency <= latency
-        if healthy and errors <= error_rate * count and slow <= count - math.ceil(0.99 * count):
+        slow_allowed = max(1, count - math.ceil(0.99 * count))
+        if healthy and errors <= error_rate * count and slow <= slow_allowed:
             recovered = call.start
     return recovered, last_unhealthy
 

@@ -586,7 +586,7 @@ def assert_recovers(
 ) -> Recovery:
     """After the last fault was reverted, the load was back to its baseline within `within`
     seconds: from some call on, every call succeeds (or the error rate stays at the
-    baseline's, or at most `error_rate`) and the p99 stays at most `latency` seconds (default:
+    baseline's, or at most `error_rate`) and the p90 stays at most `latency` seconds (default:
     1.5 x the baseline's p99 + 5 ms). The baseline is the calls before the first fault."""
     __tracebackhide__ = True
     if not isinstance(within, int | float) or isinstance(within, bool) or within < 0:

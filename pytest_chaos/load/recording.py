@@ -32,6 +32,9 @@ NAMED_WINDOWS = ("before", "during", "after")
 # baseline's p99, plus a floor for baselines of a fraction of a millisecond.
 RECOVERY_LATENCY_FACTOR = 1.5
 RECOVERY_LATENCY_FLOOR = 0.005
+# ...and at least this share of the calls from then on are within that limit: the p90, not
+# the p99, so that a scheduling hiccup of a busy machine is not taken for a fault's tail.
+RECOVERY_QUANTILE = 0.9
 
 
 class LoadError(ValueError):
@@ -148,7 +151,7 @@ class Recovery:
             errors = "every call succeeds"
         else:
             errors = f"error rate at most {format_rate(self.error_rate_limit)}"
-        return f"{errors}, p99 at most {format_latency(self.latency_limit)}"
+        return f"{errors}, p90 at most {format_latency(self.latency_limit)}"
 
 
 @dataclass(frozen=True)
@@ -305,7 +308,7 @@ class Recording:
     ) -> Recovery:
         """When the load was back to its baseline after the last revert: from the first call
         that succeeded within the latency limit and after which the calls' error rate and
-        p99 stay within the limits (one slow call is always allowed). The limits: `latency`
+        p90 stay within the limits (one slow call is always allowed). The limits: `latency`
         seconds (default: 1.5 x the baseline's p99 + 5 ms) and `error_rate` (default: the
         baseline's), the baseline being the calls before the first fault."""
         __tracebackhide__ = True
@@ -384,13 +387,13 @@ def _recovered_at(
     calls: Sequence[CallRecord], latency: float, error_rate: float
 ) -> tuple[float | None, CallRecord | None]:
     """The start of the earliest healthy call from which on the calls stay within the limits
-    (None if there is none), and the last unhealthy call."""
+    (None if there is none), and the last slow or failed call."""
     ordered = sorted(calls, key=lambda call: call.start)
     slow_or_failed = [c for c in ordered if not c.ok or c.latency > latency]
     last_unhealthy = slow_or_failed[-1] if slow_or_failed else None
-    # Walk back from the end, counting the suffix's calls, errors and slow calls. Its p99 (the
-    # nearest rank, ceil(0.99 n)) is within the limit when at most n - ceil(0.99 n) are slow;
-    # one slow call is always allowed, or a single hiccup among fewer than 100 calls (the last
+    # Walk back from the end, counting the suffix's calls, errors and slow calls. Its p90 (the
+    # nearest rank, ceil(0.9 n)) is within the limit when at most n - ceil(0.9 n) are slow;
+    # one slow call is always allowed, or a single hiccup among fewer than 10 calls (the last
     # one, say) would read as "never recovered".
     errors = slow = 0
     recovered: float | None = None
@@ -398,7 +401,7 @@ def _recovered_at(
         errors += 0 if call.ok else 1
         slow += 1 if call.latency > latency else 0
         healthy = call.ok and call.latency <= latency
-        slow_allowed = max(1, count - math.ceil(0.99 * count))
+        slow_allowed = max(1, count - math.ceil(RECOVERY_QUANTILE * count))
         if healthy and errors <= error_rate * count and slow <= slow_allowed:
             recovered = call.start
     return recovered, last_unhealthy

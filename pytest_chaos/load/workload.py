@@ -435,7 +435,9 @@ class Load:
         self, *, latency: float | None = None, error_rate: float | None = None
     ) -> float | None:
         """Seconds from the last revert until errors and latency were back to the baseline
-        (the calls before the first fault); None if they were not by the time the load
+        (the calls before the first fault): from a call on, every call succeeds (or no more
+        often fails than before) and their p90 is at most 1.5 x the baseline's p99 + 5 ms
+        (`latency`, `error_rate` to choose); None if they were not by the time the load
         stopped."""
         __tracebackhide__ = True
         return self.recovery(latency=latency, error_rate=error_rate).time

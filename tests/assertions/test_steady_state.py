@@ -185,7 +185,7 @@ def test_a_recovery_slower_than_promised_is_reported_with_its_baseline() -> None
             "The load did not recover within 0.20s of the last revert (dependency_down('api')).",
             "- back 0.25s after the revert  <-- too late",
             "- baseline (10 calls before the first fault): p99 2.0 ms, no errors",
-            "- back means: every call succeeds, p99 at most 8.0 ms",
+            "- back means: every call succeeds, p90 at most 8.0 ms",
             "- after the revert: 10 calls in 1.00s (10.0/s): p50 2.0 ms, p90 2.0 ms, p99 50 ms,"
             " max 50 ms; 1 error (10.0%): ConnectionRefusedError 1",
             "- last slow or failed call started 0.15s after the revert: slow, 50 ms",

@@ -294,21 +294,22 @@ def test_recovery_is_the_first_call_from_which_the_load_stays_at_its_baseline() 
     assert recovery.last_fault == "dependency_down('api')"
     assert recovery.last_unhealthy is not None
     assert round(recovery.last_unhealthy.start - T0, 2) == 3.15
-    assert recovery.describe_limits() == "every call succeeds, p99 at most 8.0 ms"
+    assert recovery.describe_limits() == "every call succeeds, p90 at most 8.0 ms"
 
 
-def test_one_slow_call_in_a_hundred_after_recovery_does_not_move_it() -> None:
+def test_a_few_slow_calls_after_recovery_do_not_move_it() -> None:
     calls = steady_calls(0.005, 1.0, 0.01, 0.002)
     calls += steady_calls(1.005, 2.0, 0.01, 0.001, REFUSED)
     calls += steady_calls(2.005, 4.0, 0.01, 0.002)
-    calls[-100] = (calls[-100][0], 0.02, None)  # one hiccup, long after the recovery
+    for index in range(-150, -50, 10):  # ten hiccups in 200 calls, long after the recovery
+        calls[index] = (calls[index][0], 0.02, None)
     rec = recording(calls, [applied(DOWN, 1.0, 2.0)], stop=4.0)
     assert rec.recovery().time == pytest.approx(0.005)
 
 
 def test_recovery_starts_at_a_healthy_call() -> None:
     # The first call after the revert is slow, the next 200 fast: one slow call in 201 keeps
-    # the p99 within the limit, but the recovery starts at the first call that was back.
+    # the p90 within the limit, but the recovery starts at the first call that was back.
     calls = steady_calls(0.005, 1.0, 0.01, 0.002) + steady_calls(1.005, 2.0, 0.01, 0.001, REFUSED)
     calls += [(2.005, 0.05, None), *steady_calls(2.015, 4.0, 0.01, 0.002)]
     rec = recording(calls, [applied(DOWN, 1.0, 2.0)], stop=4.0)
@@ -316,12 +317,12 @@ def test_recovery_starts_at_a_healthy_call() -> None:
 
 
 def test_slow_calls_after_a_fast_one_are_not_a_recovery_yet() -> None:
-    # Fast, then nine slow calls (more than 1% of what follows), then fast for good.
+    # Fast, then 30 slow calls (more than 10% of what follows), then fast for good.
     calls = steady_calls(0.005, 1.0, 0.01, 0.002) + steady_calls(1.005, 2.0, 0.01, 0.001, REFUSED)
-    calls += [(2.005, 0.002, None), *steady_calls(2.015, 2.1, 0.01, 0.05)]
-    calls += steady_calls(2.105, 4.0, 0.01, 0.002)
-    rec = recording(calls, [applied(DOWN, 1.0, 2.0)], stop=4.0)
-    assert rec.recovery().time == pytest.approx(0.105)
+    calls += [(2.005, 0.002, None), *steady_calls(2.015, 2.3, 0.01, 0.05)]
+    calls += steady_calls(2.305, 3.0, 0.01, 0.002)
+    rec = recording(calls, [applied(DOWN, 1.0, 2.0)], stop=3.0)
+    assert rec.recovery().time == pytest.approx(0.305)
 
 
 def test_a_load_that_never_came_back_has_no_recovery_time() -> None:

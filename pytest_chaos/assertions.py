@@ -16,6 +16,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from pytest_chaos.events import Accepted
+from pytest_chaos.load import CallRecord, Load, LoadError, Recording, Recovery, Shutdown, Stats
+from pytest_chaos.load.recording import Window
+from pytest_chaos.load.shutdown import Terminable, observe_shutdown, run_blocking
+from pytest_chaos.load.signals import format_latency, format_rate, plural, sorted_errors
 from pytest_chaos.policies import Exponential, Fixed, Policy
 from pytest_chaos.recorders import BreakerRecorder, RetryRecorder, normalise_state
 from pytest_chaos.wire import WireConnection, busiest_second, connections, traffic_during
@@ -401,3 +405,352 @@ def wire_attempts(chaos: Chaos, proxy: str) -> list[float]:
     """When connection attempts reached `proxy` during this test: retries seen from the
     dependency's side, for `assert_backoff`."""
     return [c.accepted_at for c in wire_connections(chaos, proxy)]
+
+
+# ------------------------------------------------------------------ loads: steady state
+# A limit of assert_steady_state: (name as printed, the Stats attribute, higher is worse).
+_LIMITS: tuple[tuple[str, str, bool], ...] = (
+    ("p50", "p50", True),
+    ("p90", "p90", True),
+    ("p99", "p99", True),
+    ("error rate", "error_rate", True),
+    ("throughput", "throughput", False),
+)
+
+
+def assert_steady_state(
+    load: Load | Recording,
+    *,
+    p50: float | None = None,
+    p90: float | None = None,
+    p99: float | None = None,
+    error_rate: float | None = None,
+    throughput: float | None = None,
+    during: object = None,
+) -> Stats | list[Stats]:
+    """The load's signals stayed within the SLO in the window `during` (or each window of a
+    list): latency percentiles at most `p50`/`p90`/`p99` seconds, at most `error_rate` of
+    the calls failed (0..1), at least `throughput` calls per second. Windows are those of
+    `load.stats(during=...)`: None (the whole run), "before", "during", "after", a fault
+    (its handle, the fault, its text or kind) or a (start, end) pair of monotonic times."""
+    __tracebackhide__ = True
+    given = {"p50": p50, "p90": p90, "p99": p99, "error rate": error_rate, "throughput": throughput}
+    _check_limits(given)
+    recording = _recording_of(load)
+    windows = during if isinstance(during, list) else [during]
+    if not windows:
+        raise LoadError("during must name a window, or be a non-empty list of windows")
+    results = [(recording.window(w), recording.stats(w)) for w in windows]
+    failing: list[tuple[Window, Stats, list[str]]] = []
+    bullets: list[str] = []
+    for window, stats in results:
+        prefix = f"{stats.window}: " if len(results) > 1 else ""
+        broken = _broken_limits(stats, given)
+        if not stats.count:
+            broken = ["no calls"]
+            bullets.append(f"{prefix}the load made no call in this window  <-- nothing to judge")
+        else:
+            bullets += [f"{prefix}{line}" for line in _limit_lines(stats, given)]
+        bullets.append(f"{prefix}{stats.describe_calls()}")
+        bullets += [f"{prefix}{line}" for line in _error_lines(stats, load)]
+        bullets += [f"{prefix}{proxy}" for _, proxy in sorted(stats.proxies.items())]
+        if broken:
+            failing.append((window, stats, broken))
+    if failing:
+        names = " and ".join(stats.window for _, stats, _ in failing)
+        window, _, broken = failing[0]
+        raise _fail(
+            f"The steady state did not hold during {names}.", bullets, _steady_hint(window, broken)
+        )
+    stats_only = [stats for _, stats in results]
+    return stats_only if isinstance(during, list) else stats_only[0]
+
+
+def _check_limits(given: dict[str, float | None]) -> None:
+    __tracebackhide__ = True
+    if all(value is None for value in given.values()):
+        raise LoadError(
+            "assert_steady_state needs at least one limit: p50, p90, p99 (seconds),"
+            " error_rate (0..1) or throughput (calls per second)"
+        )
+    for name, value in given.items():
+        if value is None:
+            continue
+        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+            raise LoadError(f"{name.replace(' ', '_')} must be a number >= 0, got {value!r}")
+        if name == "error rate" and value > 1:
+            raise LoadError(
+                f"error_rate is a fraction of the calls from 0 to 1 (0.01 = 1%), got {value!r}"
+            )
+
+
+def _recording_of(load: Load | Recording) -> Recording:
+    __tracebackhide__ = True
+    if isinstance(load, Recording):
+        return load
+    if isinstance(load, Load):
+        return load.recording()
+    raise LoadError(f"load must be a load (`chaos.load(...)`) or its recording, got {load!r}")
+
+
+def _limit_value(stats: Stats, attribute: str) -> float | None:
+    value: float | None = getattr(stats, attribute)
+    return value
+
+
+def _broken_limits(stats: Stats, given: dict[str, float | None]) -> list[str]:
+    broken = []
+    for name, attribute, higher_is_worse in _LIMITS:
+        limit, value = given[name], _limit_value(stats, attribute)
+        if limit is None or value is None:
+            continue
+        if (value > limit) if higher_is_worse else (value < limit):
+            broken.append(name)
+    return broken
+
+
+def _limit_lines(stats: Stats, given: dict[str, float | None]) -> list[str]:
+    lines = []
+    broken = _broken_limits(stats, given)
+    for name, attribute, higher_is_worse in _LIMITS:
+        limit = given[name]
+        if limit is None:
+            continue
+        value = _limit_value(stats, attribute)
+        shown, bound = _show(name, value), _show(name, limit)
+        relation = "at most" if higher_is_worse else "at least"
+        flag = f"  <-- {'over' if higher_is_worse else 'under'}" if name in broken else ""
+        lines.append(f"{name} {shown} ({relation} {bound}){flag}")
+    return lines
+
+
+def _show(name: str, value: float | None) -> str:
+    if name == "error rate":
+        return format_rate(value or 0.0)
+    if name == "throughput":
+        return f"{value or 0.0:.1f}/s"
+    return format_latency(value)
+
+
+def _error_lines(stats: Stats, load: Load | Recording) -> list[str]:
+    if not stats.failed:
+        return ["no errors"]
+    examples = load.error_examples if isinstance(load, Load) else {}
+    lines = []
+    for name, count in sorted_errors(stats.errors):
+        share = format_rate(count / stats.count)
+        example = examples.get(name)
+        line = f"{name} in {plural(count, 'call')} ({share})"
+        lines.append(f"{line}, e.g. {example}" if example else line)
+    return lines
+
+
+def _steady_hint(window: Window, broken: list[str]) -> str:
+    if "no calls" in broken:
+        return (
+            "the window is shorter than a call: make it longer, or raise the load's rate or"
+            " concurrency."
+        )
+    if window.kind == "before":
+        return (
+            "the SLO failed before any fault: is the limit realistic on this machine, or was"
+            " the service still warming up (first connections, empty caches)?"
+        )
+    if window.kind == "after":
+        return (
+            "the load did not come back after the faults: does the client reconnect (a pool"
+            " that drops broken connections, a breaker that closes again)?"
+        )
+    if "error rate" in broken:
+        return (
+            "failures reached the callers: are failed calls retried with backoff, or answered"
+            " from a fallback, while the dependency is impaired?"
+        )
+    if "throughput" in broken:
+        return (
+            "fewer calls got through: are calls queued behind slow ones (too few workers, a"
+            " lock or a pool held across a slow call)?"
+        )
+    return (
+        "the fault's delay reached the callers: does each call have a timeout shorter than"
+        " the SLO, and a fallback (a cache, a default) when it expires?"
+    )
+
+
+def assert_recovers(
+    load: Load | Recording,
+    *,
+    within: float,
+    latency: float | None = None,
+    error_rate: float | None = None,
+) -> Recovery:
+    """After the last fault was reverted, the load was back to its baseline within `within`
+    seconds: from some call on, every call succeeds (or the error rate stays at the
+    baseline's, or at most `error_rate`) and the p90 stays at most `latency` seconds (default:
+    1.5 x the baseline's p99 + 5 ms). The baseline is the calls before the first fault."""
+    __tracebackhide__ = True
+    if not isinstance(within, int | float) or isinstance(within, bool) or within < 0:
+        raise LoadError(f"within must be a number of seconds >= 0, got {within!r}")
+    recovery = _recording_of(load).recovery(latency=latency, error_rate=error_rate)
+    took = recovery.time
+    if took is not None and took <= within:
+        return recovery
+    if took is None:
+        reached = (
+            "still not back when the load stopped,"
+            f" {_s(recovery.after.duration)} after the revert  <-- not recovered"
+        )
+    else:
+        reached = f"back {_s(took)} after the revert  <-- too late"
+    baseline = recovery.baseline
+    bullets = [
+        reached,
+        f"baseline ({plural(baseline.count, 'call')} before the first fault):"
+        f" p99 {format_latency(baseline.p99)}, {baseline.describe_errors()}",
+        f"back means: {recovery.describe_limits()}",
+        f"after the revert: {recovery.after.describe_calls()}; {recovery.after.describe_errors()}",
+    ]
+    last = recovery.last_unhealthy
+    if last is not None:
+        outcome = last.error or "slow"
+        bullets.append(
+            f"last slow or failed call started {_s(last.start - recovery.reverted_at)} after the"
+            f" revert: {outcome}, {format_latency(last.latency)}"
+        )
+    raise _fail(
+        f"The load did not recover within {_s(within)} of the last revert ({recovery.last_fault}).",
+        bullets,
+        "after a fault the client must come back on its own: does its pool drop broken"
+        " connections, and is a circuit breaker's reset timeout shorter than `within`?",
+    )
+
+
+# ----------------------------------------------------------------- loads: graceful shutdown
+def assert_graceful_shutdown(
+    service: Terminable | str,
+    *,
+    load: Load,
+    grace: float,
+    refuse_within: float = 0.5,
+) -> Shutdown:
+    """SIGTERM to `service` (a service the plugin runs, or its name) while `load` runs, and
+    then: every call in flight completed, calls started afterwards were served or refused
+    within `refuse_within` seconds (never left hanging), and the process exited within
+    `grace` seconds (it is killed after that). Call it inside the load's block."""
+    __tracebackhide__ = True
+    if isinstance(load, Load) and load.on_tasks:
+        raise LoadError(
+            "this load runs as asyncio tasks, which a blocking check would stall: use"
+            " `await assert_graceful_shutdown_async(...)`"
+        )
+    shutdown = run_blocking(
+        observe_shutdown(service, load=load, grace=grace, refuse_within=refuse_within)
+    )
+    _judge_shutdown(shutdown)
+    return shutdown
+
+
+async def assert_graceful_shutdown_async(
+    service: Terminable | str,
+    *,
+    load: Load,
+    grace: float,
+    refuse_within: float = 0.5,
+) -> Shutdown:
+    """The async form of `assert_graceful_shutdown`, for a load under `async with`."""
+    __tracebackhide__ = True
+    procedure = observe_shutdown(service, load=load, grace=grace, refuse_within=refuse_within)
+    shutdown: Shutdown | None = None
+    while shutdown is None:
+        try:
+            pause = next(procedure)
+        except StopIteration as done:
+            shutdown = done.value
+        else:
+            # The procedure polls threads and the load's workers: nothing to wait on here.
+            await asyncio.sleep(pause)
+    _judge_shutdown(shutdown)
+    return shutdown
+
+
+def _judge_shutdown(shutdown: Shutdown) -> None:
+    __tracebackhide__ = True
+    if shutdown.graceful:
+        return
+    bullets = [_in_flight_line(shutdown), _new_calls_line(shutdown), _exit_line(shutdown)]
+    raise _fail(
+        f"The service {shutdown.service!r} did not shut down gracefully on SIGTERM.",
+        bullets,
+        _shutdown_hint(shutdown),
+    )
+
+
+def _kinds(calls: Sequence[CallRecord]) -> str:
+    counts: dict[str, int] = {}
+    for call in calls:
+        counts[call.error or "ok"] = counts.get(call.error or "ok", 0) + 1
+    return ", ".join(f"{name} {n}" for name, n in sorted_errors(counts))
+
+
+def _in_flight_line(shutdown: Shutdown) -> str:
+    total = len(shutdown.in_flight) + len(shutdown.in_flight_running)
+    if not total:
+        return "no call was in flight at the SIGTERM  <-- nothing to drain"
+    parts = [f"{len(shutdown.completed)} completed"]
+    if shutdown.dropped:
+        parts.append(f"{len(shutdown.dropped)} failed ({_kinds(shutdown.dropped)})")
+    if shutdown.in_flight_running:
+        parts.append(f"{len(shutdown.in_flight_running)} still running")
+    flag = "  <-- dropped" if shutdown.dropped or shutdown.in_flight_running else ""
+    return f"{plural(total, 'call')} in flight at the SIGTERM: {', '.join(parts)}{flag}"
+
+
+def _new_calls_line(shutdown: Shutdown) -> str:
+    total = len(shutdown.started_after) + len(shutdown.new_running)
+    if not total:
+        return "no call started between the SIGTERM and the exit"
+    parts = []
+    if shutdown.served:
+        parts.append(f"{len(shutdown.served)} served")
+    if shutdown.refused:
+        parts.append(f"{len(shutdown.refused)} refused within {_s(shutdown.refuse_within)}")
+    if shutdown.refused_late:
+        slowest = max(call.latency for call in shutdown.refused_late)
+        parts.append(
+            f"{len(shutdown.refused_late)} refused only after up to {_s(slowest)}"
+            f" ({_kinds(shutdown.refused_late)})"
+        )
+    if shutdown.new_running:
+        parts.append(f"{len(shutdown.new_running)} still running")
+    flag = "  <-- hung" if shutdown.refused_late or shutdown.new_running else ""
+    return f"{plural(total, 'call')} started after it: {', '.join(parts)}{flag}"
+
+
+def _exit_line(shutdown: Shutdown) -> str:
+    if shutdown.exit_time is None:
+        return f"still running {_s(shutdown.grace)} after the SIGTERM, then killed  <-- too late"
+    flag = "" if shutdown.exited_in_time else "  <-- too late"
+    return f"exited {_s(shutdown.exit_time)} after the SIGTERM (grace {_s(shutdown.grace)}){flag}"
+
+
+def _shutdown_hint(shutdown: Shutdown) -> str:
+    if not (shutdown.in_flight or shutdown.in_flight_running):
+        return (
+            "make the calls slower than a SIGTERM takes to arrive (a slow endpoint), or raise"
+            " the load's concurrency, so that there is something to drain."
+        )
+    if shutdown.dropped or shutdown.in_flight_running:
+        return (
+            "on SIGTERM a server should stop accepting, finish the requests in flight, then"
+            " exit (uvicorn and gunicorn do); a server that does not handle the signal dies"
+            " at once."
+        )
+    if shutdown.refused_late or shutdown.new_running:
+        return (
+            "a server that stops serving must stop accepting too: close the listening socket"
+            " at once, so that new connections are refused rather than queued."
+        )
+    return (
+        "the drain outlived the grace period: bound it with a timeout shorter than the grace"
+        " (uvicorn --timeout-graceful-shutdown, gunicorn --graceful-timeout)."
+    )

@@ -38,6 +38,7 @@ from pytest_chaos.report.timeline import Timeline
 if TYPE_CHECKING:
     from pytest_chaos.dns.lookups import Lookup
     from pytest_chaos.dns.session import DnsServerInfo, DnsSession, NameHandle
+    from pytest_chaos.load import Load
     from pytest_chaos.services.fixtures import RunningService, ServiceRegistry
 
 P = ParamSpec("P")
@@ -113,6 +114,7 @@ class Chaos:
         self._dns = dns
         self._names: list[NameHandle] = []
         self._applied: list[AppliedFault] = []
+        self._loads: list[Load] = []
         self._events_since = 0
         self._has_events = self.client.engine() is not None
         server.toxic_names.begin_test()
@@ -278,6 +280,46 @@ class Chaos:
         __tracebackhide__ = True
         self.inject(Down(target, mode="stop")).revert()
 
+    # -- load
+    def load(
+        self,
+        call: Callable[[], Any],
+        *,
+        concurrency: int = 1,
+        rate: float | None = None,
+        duration: float | None = None,
+        stop_timeout: float = 2.0,
+    ) -> Load:
+        """A workload across faults: `call()` made over and over in the background for the
+        body of a `with` block (on `concurrency` threads) or an `async with` block (asyncio
+        tasks, for an `async def` call), each call's start, latency and outcome recorded and
+        tagged with the faults active meanwhile.
+
+        `rate`: at most that many calls per second in all (None: as fast as the workers go);
+        `duration`: seconds the load runs, the block's end waiting for the rest (None: until
+        the block ends). Calls still running `stop_timeout` seconds after the end are
+        recorded as hung and not waited on. Read it with `load.stats(during=...)` and
+        `load.recovery_time()`; it also goes to `--chaos-report` and `--chaos-html`.
+        """
+        __tracebackhide__ = True
+        from pytest_chaos.load import Load
+
+        created = Load(
+            call,
+            concurrency=concurrency,
+            rate=rate,
+            duration=duration,
+            stop_timeout=stop_timeout,
+            faults=self,
+        )
+        self._loads.append(created)
+        return created
+
+    @property
+    def loads(self) -> list[Load]:
+        """The loads this test made, oldest first."""
+        return list(self._loads)
+
     # -- what happened
     def events(self, proxy: str | None = None) -> list[Event]:
         """What the engine saw since this test started, optionally for one proxy."""
@@ -311,7 +353,11 @@ class Chaos:
         self._timeline.events.extend(parse_events(new))
 
     def revert_all(self) -> None:
-        """Undo every fault still applied, newest first (run when the test ends)."""
+        """Undo every fault still applied, newest first (run when the test ends). A load still
+        running is stopped first, so that the test's end is not recorded as its own; the
+        threads of its hung calls, which the reverts usually free, are waited for last."""
+        for load in self._loads:
+            load.stop()
         errors: list[Exception] = []
         while self._applied:
             try:
@@ -320,6 +366,8 @@ class Chaos:
                 errors.append(error)
         while self._names:
             self._names.pop().revert()
+        for load in self._loads:
+            load.release()
         if errors:
             raise errors[0]
 

@@ -34,6 +34,8 @@ class ChaosConfig:
     # plugin's DNS server sends the names it does not know (None: it refuses them).
     hosts: dict[str, str] = field(default_factory=dict)
     dns_forward: tuple[str, int] | None = None
+    # `--chaos-html`: the self-contained HTML report with charts.
+    html_path: Path | None = None
 
     def header(self) -> str:
         """The report header's line: `chaos: backend=embedded seed=1234`."""
@@ -102,6 +104,14 @@ def add_options(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager
         help="write the faults and what the engine saw, per test, as JSON. Ini: chaos_report.",
     )
     group.addoption(
+        "--chaos-html",
+        default=None,
+        metavar="PATH",
+        help="write one self-contained HTML file: per test, the faults as shaded bands, the "
+        "load's latency and errors over time, the proxies' connections, and the signals per "
+        "fault window. Ini: chaos_html.",
+    )
+    group.addoption(
         "--chaos-toxiproxy-image",
         default=None,
         metavar="IMAGE",
@@ -143,6 +153,7 @@ def add_options(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager
     parser.addini("chaos_toxiproxy_url", "default for --toxiproxy-url", default="")
     parser.addini("chaos_seed", "default for --chaos-seed", default="")
     parser.addini("chaos_report", "default for --chaos-report", default="")
+    parser.addini("chaos_html", "default for --chaos-html", default="")
     parser.addini(
         "chaos_proxies",
         "proxies to create for the session, one `name = host:port` (the upstream) per line",
@@ -200,6 +211,9 @@ def resolve(config: pytest.Config, inherited_seed: int | None = None) -> ChaosCo
     else:
         seed = random.randrange(1, 2**31)
     report = _setting(config, "chaos_report", "chaos_report")
+    html = _setting(config, "chaos_html", "chaos_html")
+    if html:
+        check_charts_installed()
     network = _setting(config, "chaos_toxiproxy_network", "chaos_toxiproxy_network") or "bridge"
     if network not in NETWORKS:
         raise pytest.UsageError(
@@ -226,7 +240,20 @@ def resolve(config: pytest.Config, inherited_seed: int | None = None) -> ChaosCo
         external=parse_proxy_lines(config.getini("chaos_external"), ini="chaos_external"),
         hosts=parse_host_lines(config.getini("chaos_hosts")),
         dns_forward=parse_dns_forward(str(config.getini("chaos_dns_forward")).strip()),
+        html_path=Path(html) if html else None,
     )
+
+
+def check_charts_installed() -> None:
+    """The HTML report draws with matplotlib (the `report` extra): say so at start rather than
+    fail at the end of the run. Looked up, not imported: importing it costs half a second."""
+    from importlib.util import find_spec
+
+    if find_spec("matplotlib") is None:
+        raise pytest.UsageError(
+            "--chaos-html draws its charts with matplotlib, which is not installed:"
+            " pip install 'pytest-chaos[report]'"
+        )
 
 
 def parse_image_lines(lines: list[str]) -> dict[str, str]:

@@ -52,6 +52,29 @@ def test_the_readme_event_example_prints_what_it_says(
     result.assert_outcomes(passed=1)
 
 
+def test_the_readme_steady_state_example_passes_as_printed(
+    pytester: pytest.Pytester, redis_port: int
+) -> None:
+    """The load through a latency fault and an outage, with its SLO and recovery assertions,
+    in the README's first test module (its `cache` fixture), against a real Redis."""
+    text = README.read_text()
+    first = re.search(r"```python\n# test_cache.py\n(.*?)```", text, re.S)
+    steady = re.search(
+        r"```python\n(import time\n\nfrom pytest_chaos.assertions import assert_recovers.*?)```",
+        text,
+        re.S,
+    )
+    assert first is not None, "the README lost its first chaos test"
+    assert steady is not None, "the README lost its steady-state example"
+    source = first.group(1).replace("6379", str(redis_port)) + "\n\n" + steady.group(1)
+    pytester.makepyfile(test_cache=source)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-s", "-k", "slo_through_faults"
+    )
+    result.stdout.fnmatch_lines(["*latency('redis', ms=100): * calls in *: p50 1* ms, *"])
+    result.assert_outcomes(passed=1)
+
+
 def test_the_readme_way_to_declare_your_own_service_works(pytester: pytest.Pytester) -> None:
     """The README's custom service (memcached), declared exactly as printed, started from the
     local binary, reached through its proxy, restarted, and gone at the end."""

@@ -5,6 +5,7 @@ timeline section a failed test shows."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -30,6 +31,9 @@ def attach_record(item: pytest.Item, report: pytest.TestReport, chaos: Chaos) ->
         # A test that injected nothing and whose proxies saw nothing gets no empty section.
         report.sections.append(("chaos timeline", timeline.render()))
     record = {"nodeid": item.nodeid, "outcome": report.outcome, **timeline.to_json()}
+    loads = [load.to_json(chaos.started_at) for load in chaos.loads if load.started_at]
+    if loads:
+        record["loads"] = loads
     entry = (REPORT_PROPERTY, json.dumps(record))
     report.user_properties.append(entry)
     # As record_property does: JUnit XML reads the properties of the teardown report, which
@@ -45,6 +49,7 @@ class ChaosReporter:
         self.settings = config.stash[config_key]
         self.faults = 0
         self.records: list[dict[str, Any]] = []
+        self.html_written: Path | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         # The call report and the teardown report both carry the record; count it once.
@@ -57,6 +62,8 @@ class ChaosReporter:
                 self.faults += len(record["faults"])
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.html_written is not None:
+            terminalreporter.write_line(f"chaos: HTML report written to {self.html_written}")
         if self.records:
             tests = len(self.records)
             terminalreporter.write_line(
@@ -66,13 +73,21 @@ class ChaosReporter:
             )
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        path = self.settings.report_path
-        if path is None or hasattr(self.config, "workerinput"):
+        if hasattr(self.config, "workerinput"):
             return
         payload = {
             "seed": self.settings.seed,
             "backend": self.settings.backend,
             "tests": self.records,
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(payload, indent=2) + "\n")
+        path = self.settings.report_path
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(payload, indent=2) + "\n")
+        html_path = self.settings.html_path
+        if html_path is not None:
+            # Only runs that ask for the HTML report import the charting library.
+            from pytest_chaos.report.html import write_html
+
+            write_html(html_path, payload)
+            self.html_written = html_path

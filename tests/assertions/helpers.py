@@ -28,6 +28,9 @@ PLACEHOLDERS = {
     "<+s>": r"[+-]\d+\.\d\ds",  # an offset: +0.03s
     "<n>": r"\d+",  # a connection id, a byte count
     "<text>": r".+?",  # an error message from a client library
+    "<ms>": r"\d+(\.\d+)? m?s",  # a latency as the load's signals print it: 0.42 ms, 52 ms
+    "<%>": r"\d+\.\d%",  # an error rate: 2.4%
+    "<rate>": r"\d+\.\d/s",  # a throughput: 42.0/s
 }
 
 

@@ -41,7 +41,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "pytest_chaos.report.timeline",
         ),
     ),
-    ("the chaos fixture's object", ("pytest_chaos.chaos",)),
+    ("the chaos fixture's object", ("pytest_chaos.chaos", "pytest_chaos.load")),
     ("assertions and report", ("pytest_chaos.assertions", "pytest_chaos.report")),
     ("wiring", ("pytest_chaos.runner", "pytest_chaos.plugin", "pytest_chaos.__main__")),
 ]

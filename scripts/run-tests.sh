@@ -9,4 +9,6 @@ cd "$(dirname "$0")/.."
 .venv/bin/ruff check pytest_chaos tests examples benchmarks
 .venv/bin/ruff format --check pytest_chaos tests examples benchmarks
 .venv/bin/mypy pytest_chaos
-exec .venv/bin/pytest "$@"
+# Two workers (pytest-xdist): most tests wait on sockets and servers, so two run in about the
+# time of one. A later `-n N` or `-p no:xdist` in the arguments overrides it.
+exec .venv/bin/pytest -n 2 "$@"

@@ -21,12 +21,18 @@ class DnsTargets(Protocol):
     """What the DNS applier needs of the test's `chaos` object."""
 
     @property
-    def test_seed(self) -> int: ...
+    def test_seed(self) -> int:
+        """The test's seed, from which each DNS fault's rolls are drawn."""
+        ...
 
     @property
-    def applied(self) -> list[AppliedFault]: ...
+    def applied(self) -> list[AppliedFault]:
+        """Every fault this test applied, reverted or not, oldest first."""
+        ...
 
-    def dns_session(self) -> DnsSession: ...
+    def dns_session(self) -> DnsSession:
+        """The session's DNS names, faults and server (made on first use)."""
+        ...
 
 
 class DnsFaults:
@@ -35,6 +41,9 @@ class DnsFaults:
     def check_target(
         self, fault: Fault, targets: Targets, proxies: dict[str, ProxyInfo] | None
     ) -> None:
+        """Raise FaultError if the fault's target is not a host pattern, or if this platform's
+        resolver is not glibc, whose errors the in-process layer reproduces (`proxies` play
+        no part: the target is a host)."""
         __tracebackhide__ = True
         problem = dns_name_problem(fault.target, pattern=True)
         if problem is not None:
@@ -47,6 +56,9 @@ class DnsFaults:
             raise FaultError(f"{fault.kind}: {platform}")
 
     def apply(self, fault: Fault, targets: Targets) -> AppliedFault:
+        """Put the fault in force in the session's DNS rules, its rolls drawn from the test's
+        seed and its place among the test's DNS faults; reverting takes it out and releases
+        the lookups it is holding back."""
         assert isinstance(fault, DnsFailure)
         chaos: DnsTargets = targets  # type: ignore[assignment]  # the chaos object is both
         session = chaos.dns_session()

@@ -68,6 +68,7 @@ def gaierror_for(kind: DnsErrorKind) -> socket.gaierror:
 
 
 def code_name(code: int) -> str:
+    """glibc's name of EAI code `code` (`EAI_AGAIN`), or `EAI -11` for a code not listed."""
     return CODE_NAMES.get(code, f"EAI {code}")
 
 

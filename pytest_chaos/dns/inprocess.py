@@ -38,8 +38,13 @@ _NUMERIC = frozenset("0123456789.")
 class Source(Protocol):
     """A configuration the dispatcher consults (a DnsSession)."""
 
-    def decide(self, name: str) -> Outcome | None: ...
-    def record(self, lookup: Lookup) -> None: ...
+    def decide(self, name: str) -> Outcome | None:
+        """What a lookup of `name` (normalized) does; None when this source has no say in it."""
+        ...
+
+    def record(self, lookup: Lookup) -> None:
+        """Keep `lookup`, one this source decided, for the timeline and the report."""
+        ...
 
 
 _lock = threading.Lock()

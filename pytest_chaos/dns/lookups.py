@@ -32,10 +32,12 @@ class Lookup:
 
     @property
     def failed(self) -> bool:
+        """True when the lookup failed (it has an `error`)."""
         return self.error is not None
 
     @property
     def result(self) -> str:
+        """The error, else the addresses answered (comma-separated), else `no address`."""
         return self.error if self.error is not None else (", ".join(self.answer) or "no address")
 
     def __str__(self) -> str:
@@ -45,6 +47,7 @@ class Lookup:
         return f"dns {self.layer} {self.name}{detail} -> {self.result}{took}{by}"
 
     def to_json(self) -> dict[str, Any]:
+        """The lookup for the JSON report (`kind` "dns_lookup", `duration_ms` in ms)."""
         return {
             "kind": "dns_lookup",
             "time": self.time,
@@ -76,6 +79,7 @@ class NameChange:
         return f"dns {self.name} resolves to {', '.join(self.addresses)} ({self.source})"
 
     def to_json(self) -> dict[str, Any]:
+        """The change for the JSON report (`kind` "dns_name", or "dns_name_removed")."""
         return {
             "kind": "dns_name_removed" if self.removed else "dns_name",
             "time": self.time,
@@ -97,6 +101,8 @@ class DnsLog:
         self._seq = itertools.count(1)
 
     def add(self, event: DnsEvent) -> None:
+        """Append `event`, numbered (`seq`) in order of arrival; past the log's limit the
+        oldest event is dropped."""
         with self._lock:
             object.__setattr__(event, "seq", next(self._seq))
             self._events.append(event)
@@ -116,12 +122,16 @@ class DnsTimeline:
     name: str = "dns"
 
     def lookups(self) -> list[Lookup]:
+        """The lookups since the test started, oldest first."""
         return [e for e in self.log.since(self.started_at) if isinstance(e, Lookup)]
 
     def timeline_rows(self) -> list[tuple[float, str]]:
+        """(time.monotonic(), one line) per DNS event since the test started."""
         return [(event.time, str(event)) for event in self.log.since(self.started_at)]
 
     def timeline_json(self) -> list[dict[str, Any]]:
+        """Each DNS event since the test started as JSON, with its `offset`: seconds from the
+        test's start."""
         return [
             {**event.to_json(), "offset": round(event.time - self.started_at, 6)}
             for event in self.log.since(self.started_at)

@@ -33,6 +33,8 @@ class HostEntry:
     proxy: str | None = None
 
     def resolved(self, proxy_address: Callable[[str], str]) -> tuple[str, ...]:
+        """The entry's addresses; for a proxy, its address, asked of `proxy_address` until
+        found and then kept (UnresolvedName while it cannot be found)."""
         if not self.addresses and self.proxy is not None:
             self.addresses = (proxy_address(self.proxy),)
         return self.addresses
@@ -85,6 +87,7 @@ class Outcome:
 
     @property
     def fault_text(self) -> str | None:
+        """The text of the fault that decided the lookup; None when no fault did."""
         return str(self.fault.fault) if self.fault is not None else None
 
 
@@ -100,6 +103,7 @@ class DnsRules:
 
     # -- changes
     def add_name(self, entry: HostEntry) -> None:
+        """Make `entry` answer for its name, above any earlier entry of that name."""
         key = normalize_dns_name(entry.name)
         with self._lock:
             was_empty = self._empty()
@@ -107,6 +111,7 @@ class DnsRules:
             self._changed(was_empty)
 
     def remove_name(self, entry: HostEntry) -> None:
+        """Take `entry` out; the entry of its name below it, if any, answers again."""
         key = normalize_dns_name(entry.name)
         with self._lock:
             was_empty = self._empty()
@@ -120,12 +125,14 @@ class DnsRules:
             self._changed(was_empty)
 
     def add_fault(self, active: ActiveFault) -> None:
+        """Put `active` in force; for the names it matches, it decides over earlier faults."""
         with self._lock:
             was_empty = self._empty()
             self._faults = (*self._faults, active)
             self._changed(was_empty)
 
     def remove_fault(self, active: ActiveFault) -> None:
+        """Take `active` out of force, releasing the lookups it is holding back."""
         active.released.set()
         with self._lock:
             was_empty = self._empty()
@@ -141,9 +148,11 @@ class DnsRules:
 
     @property
     def empty(self) -> bool:
+        """True when there are neither names nor faults."""
         return self._empty()
 
     def entry(self, name: str) -> HostEntry | None:
+        """The entry that answers for `name` now (the newest); None when it has none."""
         entries = self._names.get(normalize_dns_name(name))
         return entries[-1] if entries else None
 

@@ -102,10 +102,14 @@ class DnsServer:
 
     @property
     def address(self) -> str:
+        """Where it listens, as "host:port" (before `start()`, port 0 stands for a free one)."""
         return f"{self.host}:{self.port}"
 
     # -- life
     def start(self) -> DnsServer:
+        """Bind UDP and TCP on one port (a free one when `port` is 0) and serve from
+        background threads; returns the server. DnsServerError when no port is free for
+        both."""
         self._udp, self._tcp = _bind_pair(self.host, self.port)
         self._wake_r, self._wake_w = socket.socketpair()
         self.port = int(self._udp.getsockname()[1])

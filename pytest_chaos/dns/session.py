@@ -42,10 +42,12 @@ class DnsServerInfo:
 
     @property
     def address(self) -> tuple[str, int]:
+        """(host, port), as a socket address."""
         return (self.host, self.port)
 
     @property
     def nameserver(self) -> str:
+        """The address as "host:port", the form aiodns takes."""
         return f"{self.host}:{self.port}"
 
     def __str__(self) -> str:
@@ -64,6 +66,8 @@ class NameHandle:
         self.active = True
 
     def revert(self) -> None:
+        """Remove the name (an earlier entry of it, if any, answers again); a second call
+        does nothing."""
         if self.active:
             self.active = False
             self.session.remove_name(self)
@@ -79,6 +83,7 @@ class NameHandle:
 
 
 def is_address(text: str) -> bool:
+    """True if `text` is an IPv4 or IPv6 address rather than a host name."""
     try:
         ipaddress.ip_address(text)
     except ValueError:
@@ -127,6 +132,7 @@ class DnsSession:
         return NameHandle(self, entry, addresses)
 
     def remove_name(self, handle: NameHandle) -> None:
+        """Take the handle's name out of the rules, and log that it no longer resolves."""
         self.rules.remove_name(handle.entry)
         shown = handle.entry.addresses or (f"proxy {handle.entry.proxy!r}",)
         self.log.add(
@@ -148,13 +154,16 @@ class DnsSession:
         return active
 
     def remove_fault(self, active: ActiveFault) -> None:
+        """Take `active` out of force, releasing the lookups it is holding back."""
         self.rules.remove_fault(active)
 
     # -- the layers
     def decide(self, name: str) -> Outcome | None:
+        """What a lookup of `name` (normalized) does; None when the plugin has no say in it."""
         return self.rules.decide(name)
 
     def record(self, lookup: Lookup) -> None:
+        """Add `lookup` to the session's DNS log."""
         self.log.add(lookup)
 
     def _rules_changed(self, empty: bool) -> None:
@@ -178,6 +187,7 @@ class DnsSession:
 
     @property
     def server_running(self) -> bool:
+        """True once the DNS server has been started, until the session is closed."""
         return self._server is not None
 
     def close(self) -> None:
@@ -204,6 +214,7 @@ def session_of(config: pytest.Config, *, create: bool = True) -> DnsSession | No
 
 
 def close_session(config: pytest.Config) -> None:
+    """Close the DNS session of `config`'s run, if it has one, and forget it."""
     from pytest_chaos._keys import dns_key
 
     session = config.stash.get(dns_key, None)

@@ -53,6 +53,7 @@ class FaultWindow:
 
     @property
     def name(self) -> str:
+        """The fault's text (`latency('api', ms=200)`), which is also the window's name."""
         return str(self.applied.fault)
 
 
@@ -92,6 +93,7 @@ class Window:
     spans: tuple[tuple[float, float], ...]
 
     def holds(self, call: CallRecord) -> bool:
+        """Does `call` belong to this window (by its kind, as the class says)?"""
         if self.kind == "all":
             return True
         if self.kind == "before":
@@ -101,6 +103,7 @@ class Window:
         return any(call.start <= end and call.end >= start for start, end in self.spans)
 
     def started_in(self, call: CallRecord) -> bool:
+        """Did `call` start inside one of the window's spans (start included, end not)?"""
         return any(start <= call.start < end for start, end in self.spans)
 
     def select(self, calls: Sequence[CallRecord]) -> list[CallRecord]:
@@ -147,6 +150,8 @@ class Recovery:
         return None if self.recovered_at is None else max(0.0, self.recovered_at - self.reverted_at)
 
     def describe_limits(self) -> str:
+        """The limits that mean "back", for a message: `every call succeeds, p90 at most
+        8.0 ms`."""
         if self.error_rate_limit == 0:
             errors = "every call succeeds"
         else:
@@ -275,6 +280,8 @@ class Recording:
         return min(w.start for w in self.faults)
 
     def last_revert(self) -> float:
+        """When the last reverted fault ceased to act (time.monotonic()); ValueError when
+        no fault was reverted while the load ran."""
         return max(w.end for w in self.faults if w.end is not None)
 
     def _end_of(self, window: FaultWindow) -> float:
@@ -282,6 +289,7 @@ class Recording:
 
     # ------------------------------------------------------------------------- signals
     def calls_in(self, window: Window) -> list[CallRecord]:
+        """The calls `window` holds, oldest first."""
         return window.select(self.calls)
 
     def stats(self, during: object = None) -> Stats:

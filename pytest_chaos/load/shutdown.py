@@ -35,14 +35,22 @@ class Terminable(Protocol):
     """A service the plugin runs (`RunningService`, or a `Service` such as `LocalProcess`)."""
 
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """The service's name."""
+        ...
 
     @property
-    def running(self) -> bool: ...
+    def running(self) -> bool:
+        """True while its process (or container) runs, paused included."""
+        ...
 
-    def terminate(self) -> None: ...
+    def terminate(self) -> None:
+        """SIGTERM it and wait until it has exited."""
+        ...
 
-    def kill(self) -> None: ...
+    def kill(self) -> None:
+        """SIGKILL it and wait until it has exited."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -64,10 +72,13 @@ class Shutdown:
 
     @property
     def exit_time(self) -> float | None:
+        """Seconds from the SIGTERM to the exit; None when it was still running after
+        `grace`."""
         return None if self.exited_at is None else self.exited_at - self.signalled_at
 
     @property
     def completed(self) -> list[CallRecord]:
+        """In-flight calls that succeeded."""
         return [call for call in self.in_flight if call.ok]
 
     @property
@@ -77,10 +88,13 @@ class Shutdown:
 
     @property
     def in_flight_running(self) -> list[float]:
+        """When the in-flight calls still running at the end of the check started
+        (time.monotonic())."""
         return [start for start in self.still_running if start < self.signalled_at]
 
     @property
     def served(self) -> list[CallRecord]:
+        """New calls (started after the SIGTERM) that succeeded."""
         return [call for call in self.started_after if call.ok]
 
     @property
@@ -101,14 +115,20 @@ class Shutdown:
 
     @property
     def new_running(self) -> list[float]:
+        """When the new calls still running at the end of the check started
+        (time.monotonic())."""
         return [start for start in self.still_running if start >= self.signalled_at]
 
     @property
     def exited_in_time(self) -> bool:
+        """True if the process exited within `grace` seconds of the SIGTERM."""
         return self.exit_time is not None and self.exit_time <= self.grace
 
     @property
     def graceful(self) -> bool:
+        """True if calls were in flight at the SIGTERM and all of them succeeded, every new
+        call was served or refused within `refuse_within` (none failed later or was left
+        running), and the process exited within `grace`."""
         return (
             bool(self.in_flight or self.in_flight_running)
             and not self.dropped

@@ -32,14 +32,18 @@ class CallRecord:
 
     @property
     def end(self) -> float:
+        """`start` + `latency`: when the call ended (for a hung call, when it was last seen
+        running)."""
         return self.start + self.latency
 
     @property
     def ok(self) -> bool:
+        """True for a success."""
         return self.error is None
 
     @property
     def hung(self) -> bool:
+        """True for a call still running when the load stopped."""
         return self.error == HUNG
 
 
@@ -63,6 +67,7 @@ class ProxyStats:
         )
 
     def to_json(self) -> dict[str, Any]:
+        """The counts for the JSON report, which keys them by the proxy's name."""
         return {
             "connections": self.connections,
             "bytes_up": self.bytes_up,
@@ -93,10 +98,12 @@ class Stats:
 
     @property
     def failed(self) -> int:
+        """How many calls failed, hung ones included."""
         return sum(self.errors.values())
 
     @property
     def hung(self) -> int:
+        """How many calls were still running when the load stopped."""
         return self.errors.get(HUNG, 0)
 
     @property
@@ -111,6 +118,7 @@ class Stats:
 
     @property
     def throughput(self) -> float:
+        """Calls started per second of the window; 0.0 for a window of no time."""
         return self.started / self.duration if self.duration > 0 else 0.0
 
     def describe_calls(self) -> str:
@@ -134,6 +142,8 @@ class Stats:
         return f"{self.window}: {self.describe_calls()}; {self.describe_errors()}"
 
     def to_json(self) -> dict[str, Any]:
+        """The signals for the JSON and HTML reports: times in seconds (to the microsecond),
+        errors most frequent first, the proxies' view by proxy name."""
         return {
             "window": self.window,
             "duration": round(self.duration, 6),
@@ -257,6 +267,7 @@ def format_bytes(count: int) -> str:
 
 
 def plural(count: int, noun: str) -> str:
+    """`1 call`, `2 calls`: the count and the noun, with an s unless the count is 1."""
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 

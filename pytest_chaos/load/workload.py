@@ -47,9 +47,14 @@ class FaultSource(Protocol):
     fixture's object has both)."""
 
     @property
-    def applied(self) -> list[AppliedFault]: ...
+    def applied(self) -> list[AppliedFault]:
+        """Every fault the test applied, reverted or not, oldest first."""
+        ...
 
-    def events(self, proxy: str | None = None) -> list[Event]: ...
+    def events(self, proxy: str | None = None) -> list[Event]:
+        """What the engine saw since the test started, optionally for one proxy
+        (FeatureUnavailable when the backend is a plain Toxiproxy)."""
+        ...
 
 
 class _Worker:
@@ -356,6 +361,7 @@ class Load:
     # ------------------------------------------------------------------ reading it
     @property
     def running(self) -> bool:
+        """True from the load's start until it stops."""
         return self.started_at is not None and self.stopped_at is None
 
     def in_flight(self) -> list[float]:

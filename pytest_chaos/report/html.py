@@ -60,6 +60,7 @@ def write_html(path: Path, payload: dict[str, Any]) -> None:
 
 
 def render(payload: dict[str, Any]) -> str:
+    """The report of `payload` (the JSON report's content) as one self-contained HTML page."""
     tests: list[dict[str, Any]] = payload.get("tests") or []
     generated = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
     parts = [

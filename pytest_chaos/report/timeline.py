@@ -23,7 +23,9 @@ class TimelineSource(Protocol):
         """(time.monotonic(), one line) per event."""
         ...
 
-    def timeline_json(self) -> list[dict[str, Any]]: ...
+    def timeline_json(self) -> list[dict[str, Any]]:
+        """The events as JSON objects, for the report under `name`."""
+        ...
 
 
 @dataclass

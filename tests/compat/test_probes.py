@@ -149,6 +149,8 @@ def test_a_client_that_speaks_before_the_refusal_still_reads_a_fin(
 
 # -- racing clients see upstream's outcomes
 def test_concurrent_creates_of_one_name_give_one_201(api: httpx.Client, echo: str) -> None:
+    # As a user sees it. Whether an unserialised create lets a second one in depends on timing
+    # here; tests/engine/test_api_concurrency.py forces the interleaving that shows it.
     ports = [free_port() for _ in range(CLIENTS)]
     requests = [
         ("POST", "/proxies", {"name": "dup", "listen": f"127.0.0.1:{port}", "upstream": echo})

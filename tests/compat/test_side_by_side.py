@@ -198,19 +198,28 @@ def run(url: str, echo_port: int) -> list[tuple[int, Any]]:
         listen = api.get("/proxies/a").json()["listen"]
         with connect(listen) as sock:
             assert exchange(sock, b"x" * 1000) == b"x" * 1000
-        wait_until(lambda: "1000" in api.get("/metrics").text)
-        answers.append((200, sorted(upstream_samples(api.get("/metrics").text, ports))))
+
+        def counted() -> list[str]:
+            return sorted(upstream_samples(api.get("/metrics").text, ports))
+
+        # Two counters, two directions: all there once both of the connection's links ended.
+        wait_until(lambda: len(counted()) == 4, failure="upstream's 4 counters not served")
+        answers.append((200, counted()))
         delete_every_proxy(api)
     return answers
 
 
 def upstream_samples(text: str, ports: dict[str, int]) -> list[str]:
+    """Upstream's counters of this run's proxy `a` (a server keeps those of deleted proxies)."""
     from prometheus_client.parser import text_string_to_metric_families
 
+    listener = f"127.0.0.1:{ports['P1']}"
     samples = []
     for family in text_string_to_metric_families(text):
         if family.name.startswith("toxiproxy_proxy_"):
             for sample in family.samples:
+                if (sample.labels["proxy"], sample.labels["listener"]) != ("a", listener):
+                    continue
                 labels = json.loads(with_symbols(json.dumps(sample.labels), ports))
                 samples.append(f"{sample.name} {labels} {sample.value:g}")
     return samples

@@ -34,12 +34,20 @@ def create(api: httpx.Client, name: str, listen: str, upstream: str) -> dict[str
     return body
 
 
-def add_toxic(api: httpx.Client, proxy: str, **toxic: Any) -> dict[str, Any]:
-    """`Proxy.AddToxic` with `go_toxic`'s arguments."""
-    response = api.post(f"/proxies/{proxy}/toxics", json=go_toxic(**toxic))
+def add_toxic(api: httpx.Client, proxy: str, *toxic: Any) -> dict[str, Any]:
+    """`Proxy.AddToxic(name, typeName, stream, toxicity, attrs)`: `toxic` are `go_toxic`'s
+    arguments."""
+    response = api.post(f"/proxies/{proxy}/toxics", json=go_toxic(*toxic))
     assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
+    added: dict[str, Any] = response.json()
+    return added
+
+
+@pytest.fixture
+def mysql_master(api: httpx.Client, dead: int) -> dict[str, Any]:
+    """`client.CreateProxy("mysql_master", "localhost:3310", "localhost:20001")`, most tests'
+    first line, on a free port; the proxy as created."""
+    return create(api, "mysql_master", local(free_port()), local(dead))
 
 
 def toxics_of(api: httpx.Client, proxy: str) -> dict[tuple[str, str], dict[str, Any]]:
@@ -106,12 +114,19 @@ def test_create_proxy_blank_upstream(api: httpx.Client) -> None:
     assert_error(response, 400, "missing required field: upstream")
 
 
-def test_populate_proxy(api: httpx.Client, dead: int) -> None:
+@pytest.mark.parametrize(
+    "one_enabled",
+    [
+        True,  # TestPopulateProxy
+        False,  # TestPopulateDisabledProxy
+    ],
+)
+def test_populate_proxy(api: httpx.Client, dead: int, one_enabled: bool) -> None:
     one, two = free_port(), free_port()
     response = api.post(
         "/populate",
         json=[
-            go_proxy("one", local(one), local(dead), enabled=True),
+            go_proxy("one", local(one), local(dead), enabled=one_enabled),
             go_proxy("two", local(two), local(dead), enabled=True),
         ],
     )
@@ -119,9 +134,11 @@ def test_populate_proxy(api: httpx.Client, dead: int) -> None:
     assert response.status_code == 201, response.text
     proxies = response.json()["proxies"]
     assert [p["name"] for p in proxies] == ["one", "two"]
-    assert [p["listen"] for p in proxies] == [loopback(one), loopback(two)]
-    for proxy in proxies:
-        assert_proxy_up(proxy["listen"], up=True)
+    # A disabled proxy keeps `listen` as given.
+    listens = [loopback(one) if one_enabled else local(one), loopback(two)]
+    assert [p["listen"] for p in proxies] == listens
+    assert_proxy_up(loopback(one), up=one_enabled)
+    assert_proxy_up(loopback(two), up=True)
 
 
 def test_populate_default_enabled(api: httpx.Client, dead: int) -> None:
@@ -137,28 +154,12 @@ def test_populate_default_enabled(api: httpx.Client, dead: int) -> None:
     assert_proxy_up(proxies["test"]["listen"], up=True)
 
 
-def test_populate_disabled_proxy(api: httpx.Client, dead: int) -> None:
-    one, two = free_port(), free_port()
-    response = api.post(
-        "/populate",
-        json=[
-            go_proxy("one", local(one), local(dead), enabled=False),
-            go_proxy("two", local(two), local(dead), enabled=True),
-        ],
-    )
-
-    assert response.status_code == 201, response.text
-    assert [p["name"] for p in response.json()["proxies"]] == ["one", "two"]
-    assert_proxy_up(loopback(one), up=False)
-    assert_proxy_up(loopback(two), up=True)
-
-
 def test_populate_existing_proxy(api: httpx.Client, dead: int) -> None:
     one, two, moved = free_port(), free_port(), free_port()
     create(api, "one", local(one), local(dead))
     create(api, "two", local(two), local(dead))
     # A toxic, to see that `one` is kept rather than replaced.
-    add_toxic(api, "one", name="", type_name="latency", stream="downstream", toxicity=1)
+    add_toxic(api, "one", "", "latency", "downstream", 1)
 
     response = api.post(
         "/populate",
@@ -223,7 +224,7 @@ def test_populate_add_toxic(api: httpx.Client, dead: int) -> None:
     assert response.status_code == 201, response.text
     assert [p["name"] for p in response.json()["proxies"]] == ["one"]
 
-    add_toxic(api, "one", name="", type_name="latency", stream="downstream", toxicity=1)
+    add_toxic(api, "one", "", "latency", "downstream", 1)
 
 
 def test_listing_proxies(api: httpx.Client, dead: int) -> None:
@@ -338,16 +339,9 @@ def test_create_proxy_name_conflict(api: httpx.Client, dead: int) -> None:
     create(api, "mysql_master", local(other), local(dead))
 
 
-def test_reset_state(api: httpx.Client, dead: int) -> None:
-    create(api, "mysql_master", local(free_port()), local(dead))
+def test_reset_state(api: httpx.Client, mysql_master: dict[str, Any]) -> None:
     latency = add_toxic(
-        api,
-        "mysql_master",
-        name="",
-        type_name="latency",
-        stream="downstream",
-        toxicity=1,
-        attributes={"latency": 100, "jitter": 10},
+        api, "mysql_master", "", "latency", "downstream", 1, {"latency": 100, "jitter": 10}
     )
     assert latency["attributes"] == {"latency": 100, "jitter": 10}
 
@@ -360,9 +354,7 @@ def test_reset_state(api: httpx.Client, dead: int) -> None:
     assert_proxy_up(proxy["listen"], up=True)
 
 
-def test_listing_toxics(api: httpx.Client, dead: int) -> None:
-    create(api, "mysql_master", local(free_port()), local(dead))
-
+def test_listing_toxics(api: httpx.Client, mysql_master: dict[str, Any]) -> None:
     assert toxics_of(api, "mysql_master") == {}
 
 
@@ -378,31 +370,28 @@ def latency_toxic(
     }
 
 
-def test_add_toxic(api: httpx.Client, dead: int) -> None:
-    create(api, "mysql_master", local(free_port()), local(dead))
-
+@pytest.mark.parametrize(
+    ("name", "toxicity", "shown_name"),
+    [
+        ("foobar", 1, "foobar"),  # TestAddToxic
+        ("", 0.2, "latency_downstream"),  # TestAddToxicWithToxicity
+    ],
+)
+def test_add_toxic(
+    api: httpx.Client, mysql_master: dict[str, Any], name: str, toxicity: float, shown_name: str
+) -> None:
     latency = add_toxic(
-        api,
-        "mysql_master",
-        name="foobar",
-        type_name="latency",
-        stream="downstream",
-        toxicity=1,
-        attributes={"latency": 100, "jitter": 10},
+        api, "mysql_master", name, "latency", "downstream", toxicity, {"latency": 100, "jitter": 10}
     )
 
-    expected = latency_toxic("foobar", "downstream", 1, 100, 10)
+    expected = latency_toxic(shown_name, "downstream", toxicity, 100, 10)
     assert latency == expected
-    assert toxics_of(api, "mysql_master") == {("foobar", "downstream"): expected}
+    assert toxics_of(api, "mysql_master") == {(shown_name, "downstream"): expected}
 
 
-def test_add_multiple_toxics(api: httpx.Client, dead: int) -> None:
-    create(api, "mysql_master", local(free_port()), local(dead))
-
+def test_add_multiple_toxics(api: httpx.Client, mysql_master: dict[str, Any]) -> None:
     for name in ("latency1", "latency2"):
-        add_toxic(
-            api, "mysql_master", name=name, type_name="latency", stream="downstream", toxicity=1
-        )
+        add_toxic(api, "mysql_master", name, "latency", "downstream", 1)
 
     assert toxics_of(api, "mysql_master") == {
         ("latency1", "downstream"): latency_toxic("latency1", "downstream", 1, 0, 0),
@@ -418,10 +407,9 @@ def test_add_multiple_toxics(api: httpx.Client, dead: int) -> None:
     ],
 )
 def test_add_conflicting_toxic(
-    api: httpx.Client, dead: int, stream: str, other_type: str, other_stream: str
+    api: httpx.Client, mysql_master: dict[str, Any], stream: str, other_type: str, other_stream: str
 ) -> None:
-    create(api, "mysql_master", local(free_port()), local(dead))
-    add_toxic(api, "mysql_master", name="foobar", type_name="latency", stream=stream, toxicity=1)
+    add_toxic(api, "mysql_master", "foobar", "latency", stream, 1)
 
     response = api.post(
         "/proxies/mysql_master/toxics",
@@ -434,11 +422,11 @@ def test_add_conflicting_toxic(
     }
 
 
-def test_add_conflicting_toxics_multistream_defaults(api: httpx.Client, dead: int) -> None:
-    create(api, "mysql_master", local(free_port()), local(dead))
-
+def test_add_conflicting_toxics_multistream_defaults(
+    api: httpx.Client, mysql_master: dict[str, Any]
+) -> None:
     for stream in ("upstream", "downstream"):
-        add_toxic(api, "mysql_master", name="", type_name="latency", stream=stream, toxicity=1)
+        add_toxic(api, "mysql_master", "", "latency", stream, 1)
 
     assert toxics_of(api, "mysql_master") == {
         ("latency_upstream", "upstream"): latency_toxic("latency_upstream", "upstream", 1, 0, 0),
@@ -448,29 +436,9 @@ def test_add_conflicting_toxics_multistream_defaults(api: httpx.Client, dead: in
     }
 
 
-def test_add_toxic_with_toxicity(api: httpx.Client, dead: int) -> None:
-    create(api, "mysql_master", local(free_port()), local(dead))
-
-    latency = add_toxic(
-        api,
-        "mysql_master",
-        name="",
-        type_name="latency",
-        stream="downstream",
-        toxicity=0.2,
-        attributes={"latency": 100, "jitter": 10},
-    )
-
-    expected = latency_toxic("latency_downstream", "downstream", 0.2, 100, 10)
-    assert latency == expected
-    assert toxics_of(api, "mysql_master") == {("latency_downstream", "downstream"): expected}
-
-
-def test_add_noop(api: httpx.Client, dead: int) -> None:
-    create(api, "mysql_master", local(free_port()), local(dead))
-
+def test_add_noop(api: httpx.Client, mysql_master: dict[str, Any]) -> None:
     # No stream given: downstream.
-    noop = add_toxic(api, "mysql_master", name="foobar", type_name="noop", stream="", toxicity=1)
+    noop = add_toxic(api, "mysql_master", "foobar", "noop", "", 1)
 
     expected = {
         "attributes": {},
@@ -483,16 +451,9 @@ def test_add_noop(api: httpx.Client, dead: int) -> None:
     assert toxics_of(api, "mysql_master") == {("foobar", "downstream"): expected}
 
 
-def test_update_toxics(api: httpx.Client, dead: int) -> None:
-    create(api, "mysql_master", local(free_port()), local(dead))
+def test_update_toxics(api: httpx.Client, mysql_master: dict[str, Any]) -> None:
     latency = add_toxic(
-        api,
-        "mysql_master",
-        name="",
-        type_name="latency",
-        stream="downstream",
-        toxicity=-1,
-        attributes={"latency": 100, "jitter": 10},
+        api, "mysql_master", "", "latency", "downstream", -1, {"latency": 100, "jitter": 10}
     )
     assert latency == latency_toxic("latency_downstream", "downstream", 1, 100, 10)
     path = "/proxies/mysql_master/toxics/latency_downstream"
@@ -507,9 +468,8 @@ def test_update_toxics(api: httpx.Client, dead: int) -> None:
     assert toxics_of(api, "mysql_master") == {("latency_downstream", "downstream"): expected}
 
 
-def test_remove_toxic(api: httpx.Client, dead: int) -> None:
-    create(api, "mysql_master", local(free_port()), local(dead))
-    add_toxic(api, "mysql_master", name="", type_name="latency", stream="downstream", toxicity=1)
+def test_remove_toxic(api: httpx.Client, mysql_master: dict[str, Any]) -> None:
+    add_toxic(api, "mysql_master", "", "latency", "downstream", 1)
     assert list(toxics_of(api, "mysql_master")) == [("latency_downstream", "downstream")]
 
     response = api.delete("/proxies/mysql_master/toxics/latency_downstream")
@@ -527,9 +487,7 @@ def test_version_endpoint_returns_version(api: httpx.Client) -> None:
     assert response.json()["version"] == "2.12.0"
 
 
-def test_invalid_stream(api: httpx.Client, dead: int) -> None:
-    create(api, "mysql_master", local(free_port()), local(dead))
-
+def test_invalid_stream(api: httpx.Client, mysql_master: dict[str, Any]) -> None:
     response = api.post(
         "/proxies/mysql_master/toxics", json=go_toxic("", "latency", "walrustream", 1)
     )

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 
 
+@functools.lru_cache(maxsize=1024)
 def split_host_port(address: str) -> tuple[str, int]:
     """Split `host:port`, `[v6]:port` or `:port` as Go's `net.SplitHostPort` does, and parse
     the port as Go's resolver does (empty means 0, a service name is looked up); raise
-    ValueError with Go's message for what is wrong."""
+    ValueError with Go's message for what is wrong.
+
+    Cached: each accepted connection splits its proxy's upstream address again."""
     host, port = _split(address)
     return host, _parse_port(port)
 

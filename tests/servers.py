@@ -1,16 +1,17 @@
-"""Small real servers for tests: TCP echo, and a server that closes or resets on demand."""
+"""Small real servers for tests: TCP echo, and HTTP answering fixed bodies by path."""
 
 from __future__ import annotations
 
+import http.server
 import socket
 import socketserver
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 
 from pytest_chaos._ports import free_port
 
-__all__ = ["echo_server", "free_port", "recv_exactly"]
+__all__ = ["echo_server", "free_port", "http_server", "recv_exactly"]
 
 
 class _EchoHandler(socketserver.BaseRequestHandler):
@@ -61,3 +62,43 @@ def recv_exactly(sock: socket.socket, size: int) -> bytes:
         chunks.append(chunk)
         size -= len(chunk)
     return b"".join(chunks)
+
+
+class _HTTPServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    routes: Mapping[str, bytes] = {}
+
+
+class _RouteHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _HTTPServer
+
+    def do_GET(self) -> None:
+        body = self.server.routes.get(self.path)
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # keep test output clean
+
+
+@contextmanager
+def http_server(routes: Mapping[str, bytes]) -> Iterator[tuple[str, int]]:
+    """A threaded HTTP/1.1 server on a free loopback port answering `GET path` with
+    `routes[path]` (404 for other paths)."""
+    server = _HTTPServer(("127.0.0.1", 0), _RouteHandler)
+    server.routes = routes
+    thread = threading.Thread(target=server.serve_forever, name="http server", daemon=True)
+    thread.start()
+    try:
+        yield "127.0.0.1", server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

@@ -54,7 +54,13 @@ def _reject_constant(name: str) -> Any:
 
 async def read_json(request: web.Request) -> Any:
     """Bodies are JSON whatever the Content-Type says (the Ruby client sends none)."""
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        # As a Toxiproxy error, so that clients show it (upstream reads bodies of any size).
+        raise ApiError(
+            413, f"bad request body: larger than {request.client_max_size} bytes, the most allowed"
+        ) from None
     if not raw.strip():
         raise bad_request("EOF")
     try:
@@ -86,7 +92,7 @@ async def toxiproxy_conventions(request: web.Request, handler: Handler) -> web.S
     try:
         if request.headers.get("User-Agent", "").startswith("Mozilla/"):
             # A guard against web pages driving the API through the user's browser.
-            response: web.StreamResponse = web.Response(status=403, text="User agent not allowed")
+            response: web.StreamResponse = web.Response(status=403, text="User agent not allowed\n")
         else:
             response = await handler(request)
     except ApiError as error:

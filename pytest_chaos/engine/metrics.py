@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import generate_latest
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 
 PREFIX = "toxiproxy_chaos"
 UPSTREAM_LABELS = ["direction", "listener", "proxy", "upstream"]
+# Upstream's media type: the text format 0.0.4, which is what `generate_latest` writes for
+# these names (prometheus_client's own CONTENT_TYPE_LATEST says 1.0.0 in newer releases).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class ProxyMetrics(Collector):
@@ -117,4 +120,4 @@ def render_metrics(
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(registry), CONTENT_TYPE

@@ -116,7 +116,8 @@ class Proxy:
             host, port = split_host_port(self.listen)
             bind_host = await resolve_listen_host(host)
         except (ValueError, OSError) as error:
-            raise ApiError(500, f"listen tcp {self.listen}: {error}") from None
+            # Go's words: an address that does not parse or resolve names no address.
+            raise ApiError(500, f"listen tcp: {error}") from None
         try:
             sock, shown_host = open_listener(bind_host, port)
         except OSError as error:

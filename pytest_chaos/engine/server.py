@@ -24,6 +24,11 @@ from pytest_chaos.engine.proxy import listen_backlog
 from pytest_chaos.engine.tasks import TaskSet
 
 SHUTDOWN_WAIT_SECONDS = 2.0
+# Every name the API accepts can be addressed again: a body is at most 1 MiB (aiohttp's
+# `client_max_size`), so a name is at most 1 MiB of UTF-8, at most 3 MiB percent-encoded, and a
+# toxic's path holds two names. (aiohttp's default, 8190 bytes, cut names of 8 KiB off; Go's
+# server reads request heads up to 1 MiB.)
+MAX_REQUEST_LINE = 8 * 1024 * 1024
 LOOPS = ("auto", "asyncio", "uvloop")
 
 T = TypeVar("T")
@@ -91,7 +96,9 @@ class Engine:
             proxy_metrics=self.proxy_metrics,
             runtime_metrics=self.runtime_metrics,
         )
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, max_line_size=MAX_REQUEST_LINE
+        )
         await runner.setup()
         site = web.TCPSite(runner, host, port, reuse_address=True, backlog=listen_backlog())
         try:

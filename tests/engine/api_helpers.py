@@ -3,9 +3,14 @@ proxies to real servers over real sockets."""
 
 from __future__ import annotations
 
+import asyncio
+import errno
+import os
 import re
+import selectors
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +25,29 @@ SOCKET_TIMEOUT = 5.0
 
 
 # -- the API
+Request = tuple[str, str, Any]
+
+
+def concurrently(url: str, requests: list[Request]) -> list[httpx.Response]:
+    """Send every (method, path, JSON body) at once, each on its own connection; answers in
+    order."""
+
+    async def main() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=len(requests), max_keepalive_connections=None)
+        async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+            # Open the connections first, so that the requests race, not the TCP handshakes.
+            await asyncio.gather(*(client.get("/version") for _ in requests))
+            return await asyncio.gather(
+                *(client.request(method, path, json=body) for method, path, body in requests)
+            )
+
+    return asyncio.run(main())
+
+
+def statuses(responses: list[httpx.Response]) -> Counter[int]:
+    return Counter(response.status_code for response in responses)
+
+
 def assert_error(response: httpx.Response, status: int, message: str, **extra: Any) -> None:
     """The response is a Toxiproxy error: `{"error": message, "status": status}` (+ `extra`)."""
     assert response.status_code == status, response.text
@@ -175,6 +203,38 @@ def assert_dropped(listen: str) -> None:
         return
     with sock:
         assert_closed(sock)
+
+
+def late_dials(listen: str, count: int, *, poll_after: float = 0.005) -> list[socket.socket]:
+    """Open `count` connections to `listen` at once, as a busy Go or Python client does: a
+    non-blocking connect() checked `poll_after` seconds late. Fails naming the errors of the
+    dials that failed (a reset landing before the check fails the dial itself); returns the
+    connected sockets, blocking again with the socket timeout, for the caller to close."""
+    host, port = _address(listen)
+    clients = [socket.socket() for _ in range(count)]
+    try:
+        for sock in clients:
+            sock.setblocking(False)
+            assert sock.connect_ex((host, port)) in (0, errno.EINPROGRESS)
+        time.sleep(poll_after)
+        with selectors.DefaultSelector() as selector:
+            for sock in clients:
+                selector.register(sock, selectors.EVENT_WRITE)
+            writable: set[object] = set()
+            deadline = time.monotonic() + 10
+            while len(writable) < count and time.monotonic() < deadline:
+                writable.update(key.fileobj for key, _ in selector.select(1))
+        errors = [sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) for sock in clients]
+        assert len(writable) == count, f"{count - len(writable)} dials never completed"
+        assert [os.strerror(code) for code in errors if code] == []
+        for sock in clients:
+            sock.setblocking(True)
+            sock.settimeout(SOCKET_TIMEOUT)
+    except BaseException:
+        for sock in clients:
+            sock.close()
+        raise
+    return clients
 
 
 def listening_socket() -> socket.socket:

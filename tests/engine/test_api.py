@@ -89,7 +89,7 @@ def test_browser_user_agents_are_refused(
     response = api.request(method, path, json=body, headers=browser)
 
     assert response.status_code == 403
-    assert response.text == "User agent not allowed"
+    assert response.text == "User agent not allowed\n"
     assert response.headers["X-Toxiproxy-Request-Id"]
     assert api.get("/proxies").json() == {}
 
@@ -318,6 +318,20 @@ def test_create_proxy_rejects_bad_bodies(api: httpx.Client, body: bytes, message
     assert api.get("/proxies").json() == {}
 
 
+@pytest.mark.parametrize(("path", "extra"), [("/proxies", {}), ("/populate", {"proxies": None})])
+def test_a_body_over_1_mib_is_refused_as_a_toxiproxy_error(
+    api: httpx.Client, echo: str, path: str, extra: dict[str, Any]
+) -> None:
+    # A name that long could not be addressed at upstream either (it reads 1 MiB of head).
+    proxy = {"name": "n" * (1 << 20), "upstream": echo}
+
+    response = api.post(path, json=proxy if path == "/proxies" else [proxy])
+
+    message = "bad request body: larger than 1048576 bytes, the most allowed"
+    assert_error(response, 413, message, **extra)
+    assert api.get("/proxies").json() == {}
+
+
 def test_create_existing_proxy_is_a_409_checked_before_binding(
     api: httpx.Client, echo: str
 ) -> None:
@@ -366,9 +380,15 @@ def test_bind_failure_message_is_gos(api: httpx.Client, echo: str) -> None:
 @pytest.mark.parametrize(
     ("listen", "message"),
     [
-        ("nocolon", "listen tcp nocolon: address nocolon: missing port in address"),
-        ("127.0.0.1:99999", "listen tcp 127.0.0.1:99999: address 127.0.0.1:99999: invalid port"),
-        ("1:2:3", "listen tcp 1:2:3: address 1:2:3: too many colons in address"),
+        # Go's words, as upstream answers (measured against toxiproxy-server 2.12.0).
+        ("nocolon", "listen tcp: address nocolon: missing port in address"),
+        ("127.0.0.1:99999", "listen tcp: address 99999: invalid port"),
+        ("127.0.0.1:-1", "listen tcp: address -1: invalid port"),
+        ("1:2:3", "listen tcp: address 1:2:3: too many colons in address"),
+        ("[::1", "listen tcp: address [::1: missing ']' in address"),
+        ("[::1]x:0", "listen tcp: address [::1]x:0: missing port in address"),
+        ("127.0.0.1:x", "listen tcp: lookup tcp/x: unknown port"),
+        ("127.0.0.1:0 ", "listen tcp: lookup tcp/0 : unknown port"),
     ],
 )
 def test_unusable_listen_address_is_a_500(

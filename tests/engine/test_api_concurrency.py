@@ -11,7 +11,6 @@ import asyncio
 import random
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -20,38 +19,21 @@ from pytest_chaos.engine import EngineThread
 from pytest_chaos.engine import proxy as proxy_module
 from tests.engine import listeners
 from tests.engine.api_helpers import (
+    Request,
     add_toxic,
     assert_error,
     assert_refused,
+    concurrently,
     create_proxy,
     echo_round_trip,
     events,
+    statuses,
 )
 from tests.servers import free_port
 
 pytestmark = pytest.mark.skipif(not listeners.available(), reason="needs Linux's /proc")
 
 CLIENTS = 20
-Request = tuple[str, str, Any]
-
-
-def concurrently(url: str, requests: list[Request]) -> list[httpx.Response]:
-    """Send every request at once, each on its own connection; answers in order."""
-
-    async def main() -> list[httpx.Response]:
-        limits = httpx.Limits(max_connections=len(requests), max_keepalive_connections=None)
-        async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
-            # Open the connections first, so that the requests race, not the TCP handshakes.
-            await asyncio.gather(*(client.get("/version") for _ in requests))
-            return await asyncio.gather(
-                *(client.request(method, path, json=body) for method, path, body in requests)
-            )
-
-    return asyncio.run(main())
-
-
-def statuses(responses: list[httpx.Response]) -> Counter[int]:
-    return Counter(response.status_code for response in responses)
 
 
 def port_of(listen: str) -> int:

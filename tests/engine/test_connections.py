@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import errno
-import os
-import selectors
 import socket
 import socketserver
 import struct
@@ -23,6 +20,7 @@ from tests.engine.api_helpers import (
     connect,
     create_proxy,
     events,
+    late_dials,
     read_until_closed,
     remove_toxic,
     round_trip_seconds,
@@ -143,29 +141,9 @@ def test_a_refused_upstream_never_fails_the_clients_dial(api: httpx.Client) -> N
     """Upstream never fails a dial: it accepts, then closes. A reset sent at once can land
     before a non-blocking connect() is checked, and the client's dial fails with it."""
     proxy = create_proxy(api, "nothing", f"127.0.0.1:{free_port()}")
-    host, _, port = proxy["listen"].rpartition(":")
-    clients = [socket.socket() for _ in range(DIALS)]
+    clients = late_dials(proxy["listen"], DIALS)
     try:
         for sock in clients:
-            sock.setblocking(False)
-            assert sock.connect_ex((host, int(port))) in (0, errno.EINPROGRESS)
-        # A caller polling late, as a busy Go or Python client does.
-        time.sleep(0.005)
-        selector = selectors.DefaultSelector()
-        for sock in clients:
-            selector.register(sock, selectors.EVENT_WRITE)
-        writable: set[socket.socket] = set()
-        deadline = time.monotonic() + 10
-        while len(writable) < DIALS and time.monotonic() < deadline:
-            writable.update(key.fileobj for key, _ in selector.select(1))  # type: ignore[misc]
-        selector.close()
-        dial_errors = [sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) for sock in clients]
-
-        assert len(writable) == DIALS
-        assert [os.strerror(code) for code in dial_errors if code] == []
-        for sock in clients:
-            sock.setblocking(True)
-            sock.settimeout(5)
             assert sock.recv(10) == b""  # a FIN, not a reset
     finally:
         for sock in clients:

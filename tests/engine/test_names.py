@@ -3,6 +3,7 @@ percent-encodes it; names that could never be addressed again, or are not text, 
 
 from __future__ import annotations
 
+import http.client
 import json
 from urllib.parse import quote
 
@@ -30,6 +31,13 @@ REFUSED = [
     ("low\udfff", "it contains the lone surrogate U+DFFF, which is not text"),
 ]
 ADDRESSABLE = ["a?b", "a#b", "with space", "é", "日本語", "%", "a%2Fb", "+", "a;b", "...", ".x"]
+# Upstream reads request heads up to 1 MiB, so names past aiohttp's 8 KiB line work there. These
+# keep a toxic's path (two names, percent-encoded) under httpx's own limit of 64 KiB.
+LONG = [
+    pytest.param("n" * 30_000, id="30000 letters"),
+    pytest.param(" " * 10_000, id="10000 spaces"),
+    pytest.param("日" * 3_000, id="3000 ideographs"),
+]
 
 
 def path_segment(name: str) -> str:
@@ -96,7 +104,7 @@ def test_addresses_must_be_text(api: httpx.Client, echo: str, field: str) -> Non
     assert api.get("/metrics").status_code == 200
 
 
-@pytest.mark.parametrize("name", ADDRESSABLE)
+@pytest.mark.parametrize("name", [*ADDRESSABLE, *LONG])
 def test_names_work_end_to_end_when_percent_encoded(
     api: httpx.Client, echo: str, name: str
 ) -> None:
@@ -124,3 +132,16 @@ def test_names_work_end_to_end_when_percent_encoded(
     assert api.patch(proxy_path, json={"enabled": False}).json()["enabled"] is False
     assert api.delete(proxy_path).status_code == 204
     assert_error(api.get(proxy_path), 404, "proxy not found")
+
+
+def test_a_name_as_long_as_a_body_allows_is_addressable(api: httpx.Client, echo: str) -> None:
+    # Sent with http.client: httpx refuses URLs over 64 KiB.
+    name = "n" * 1_000_000
+    assert post_json(api, "/proxies", {"name": name, "upstream": echo}).status_code == 201
+    host, port = api.base_url.host, api.base_url.port
+    assert port is not None
+    for method, status in [("GET", 200), ("DELETE", 204), ("GET", 404)]:
+        connection = http.client.HTTPConnection(host, port, timeout=10)
+        connection.request(method, f"/proxies/{name}")
+        assert connection.getresponse().status == status
+        connection.close()

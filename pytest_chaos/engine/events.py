@@ -50,6 +50,18 @@ its proxies), the same in every event of that connection.
   RST; `duration_ms` (float); `bytes` (object): per direction `{"in": int, "out": int}`,
   read and written (`{}` when the upstream dial failed); `error` (str, only when a socket error
   or a failed dial closed it).
+
+Events of the `packet_loss` toxic on TCP (see `toxics/packet_loss.py`), also with `connection`:
+
+- `retransmitted`: a segment lost at least once. `direction` (str), `toxic` (str, its name),
+  `bytes` (int, the segment's size; 0 for the end of stream), `fin` (bool: the segment is the
+  end of stream), `losses` (int: transmissions lost), `rto_ms` (float: the first retransmission
+  timeout), `stalled_ms` (float: from the first transmission to the one that got through, or to
+  giving up), `gave_up` (bool: the connection was then reset); `time`: the first transmission,
+  `until`: when it got through (or the reset). Recorded when it got through.
+- `syn_lost`: the handshake lost `losses` (int) SYNs or SYN-ACKs; `delay_ms` (float): how long
+  the dial to the upstream was held back; `gave_up` (bool: the connection was then reset);
+  `toxics` (list of str): the packet_loss toxics acting on it. `time`: when it was accepted.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from tests.engine.api_helpers import (
     exchange,
     read_until_closed,
 )
+from tests.servers import recv_exactly
 
 
 @pytest.fixture
@@ -196,3 +197,26 @@ def test_populate(server: Toxiproxy, echo: str) -> None:
     assert sorted(server.proxies()) == ["one", "two"]
     for proxy in created:
         assert echo_round_trip(proxy.listen) == b"ping"
+
+
+def test_packet_loss_with_upstream_attributes_stalls_instead_of_dropping(
+    server: Toxiproxy, echo: str
+) -> None:
+    """Upstream's unreleased `packet_loss` toxic takes `loss_rate` and `correlation` (numbers
+    0..1) and drops chunks; here the same request is accepted and a loss is a stall: the reply
+    is held, then delivered whole once the loss stops."""
+    proxy = server.create(upstream=echo, name="lossy")
+    with connect(proxy.listen) as sock:
+        assert exchange(sock, b"before") == b"before"
+        proxy.add_toxic(
+            type="packet_loss", name="loss", attributes={"loss_rate": 1.0, "correlation": 0.0}
+        )
+        toxic = proxy.toxics()["loss"]
+        assert (toxic.type, toxic.attributes["loss_rate"]) == ("packet_loss", 1.0)
+        sock.sendall(b"held, not lost")
+        sock.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            sock.recv(64)
+        proxy.destroy_toxic("loss")
+        sock.settimeout(5)
+        assert recv_exactly(sock, 14) == b"held, not lost"

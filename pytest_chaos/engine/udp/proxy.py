@@ -11,6 +11,7 @@ stopped server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import os
@@ -20,7 +21,7 @@ from typing import Any
 
 from pytest_chaos.engine.addresses import join_host_port, resolve_listen_host, split_host_port
 from pytest_chaos.engine.errors import ApiError, bad_request
-from pytest_chaos.engine.proxy import Proxy
+from pytest_chaos.engine.proxy import CLOSE_WAIT_SECONDS, Proxy
 from pytest_chaos.engine.toxic_collection import ToxicCollection, ToxicSpec
 from pytest_chaos.engine.toxics.base import MS_PER_DAY
 from pytest_chaos.engine.udp.datagram import DATAGRAM_TOXIC_TYPES, unsupported
@@ -44,6 +45,7 @@ class UdpProxy(Proxy):
         self.idle_timeout_ms = idle_timeout_ms
         self.sessions: dict[Any, Session] = {}
         self._transport: asyncio.DatagramTransport | None = None
+        self._socket_closed: asyncio.Future[None] | None = None
 
     @property
     def idle_timeout(self) -> float:
@@ -67,24 +69,31 @@ class UdpProxy(Proxy):
                 500, f"listen udp {join_host_port(bind_host, port)}: bind: {reason}"
             ) from None
         loop = asyncio.get_running_loop()
+        listener = ListenerProtocol(self, loop.create_future())
         try:
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: ListenerProtocol(self), sock=sock
-            )
+            transport, _ = await loop.create_datagram_endpoint(lambda: listener, sock=sock)
         except BaseException:
             sock.close()
             raise
         self._transport = transport
+        self._socket_closed = listener.closed
         self.listen = join_host_port(shown_host, sock.getsockname()[1])
         self.enabled = True
 
     async def stop(self) -> None:
         self.enabled = False
         transport, self._transport = self._transport, None
+        closed, self._socket_closed = self._socket_closed, None
         if transport is not None:
             transport.close()
         for session in list(self.sessions.values()):
             session.close(by="proxy")
+        if closed is not None:
+            # Answer the API once the socket is really closed (asyncio closes it a loop turn
+            # later): from then on a client's datagram is refused, never read and ignored.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_WAIT_SECONDS):
+                    await asyncio.shield(closed)
 
     # -- datagrams
     def datagram_from_client(self, data: bytes, client: Any) -> None:
@@ -141,8 +150,13 @@ class UdpProxy(Proxy):
 class ListenerProtocol(asyncio.DatagramProtocol):
     """asyncio's callbacks for the proxy's own socket, where clients send."""
 
-    def __init__(self, proxy: UdpProxy) -> None:
+    def __init__(self, proxy: UdpProxy, closed: asyncio.Future[None]) -> None:
         self.proxy = proxy
+        self.closed = closed
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         self.proxy.datagram_from_client(data, addr)

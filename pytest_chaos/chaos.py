@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, overload
 
 import pytest_chaos.dns.applier  # noqa: F401  (registers how DNS failures are applied)
-from pytest_chaos import packet_faults  # noqa: F401  (registers how packet faults are applied)
+import pytest_chaos.packet_faults as _packet_faults  # noqa: F401  (registers their appliers)
 from pytest_chaos.apply import AppliedFault, applier_for, known
 from pytest_chaos.backends.client import FeatureUnavailable, ProxyInfo, ToxiproxyError
 from pytest_chaos.backends.server import ToxicNames, ToxiproxyServer

@@ -49,16 +49,21 @@ class ServerTargets(Protocol):
     def server(self) -> ToxiproxyServer: ...
 
 
-def engine_only_problem(feature: str, targets: Targets) -> str | None:
-    """Why the session's server cannot give `feature` (None when it is the pytest-chaos
+def engine_only_problem(fault: Fault, targets: Targets) -> str | None:
+    """Why the session's server cannot apply `fault` (None when it is the pytest-chaos
     engine): the backend named, and the embedded engine suggested."""
     if targets.client.engine() is not None:
         return None
     server = getattr(targets, "server", None)
     backend = getattr(server, "backend", "toxiproxy")
+    lacks = (
+        "no packet_loss toxic that stalls as TCP does"
+        if isinstance(fault, PacketLoss)
+        else "no UDP proxies"
+    )
     return (
-        f"{feature} needs the pytest-chaos engine; the {backend} backend at"
-        f" {targets.client.url} is a plain Toxiproxy, which has no such thing. Use the embedded"
+        f"{fault.kind} needs the pytest-chaos engine; the {backend} backend at"
+        f" {targets.client.url} is a plain Toxiproxy, which has {lacks}. Use the embedded"
         " engine (--chaos-backend embedded, the default), or run `pytest-chaos serve` and point"
         " --toxiproxy-url at it"
     )
@@ -98,7 +103,7 @@ class PacketFaults(Applier):
     ) -> None:
         __tracebackhide__ = True
         if isinstance(fault, ENGINE_ONLY):
-            problem = engine_only_problem(f"the {fault.kind} fault", targets)
+            problem = engine_only_problem(fault, targets)
             if problem is not None:
                 raise FaultError(f"{fault.kind}: {problem}")
         known = targets.client.proxies() if proxies is None else proxies

@@ -32,6 +32,10 @@ PROTOCOLS = ("tcp", "udp")
 IDLE_TIMEOUT_MS = 30_000
 # Sessions kept at once; past it the one idle longest is closed (each holds a socket).
 MAX_SESSIONS = 1024
+# Datagrams that arrive while the engine is busy wait in the kernel rather than being lost
+# (the default, about 200 KB, overflows within milliseconds of a burst); the kernel caps it
+# at net.core.rmem_max.
+RECEIVE_BUFFER = 1 << 20
 
 
 class UdpProxy(Proxy):
@@ -177,6 +181,7 @@ def _datagram_socket(bind_host: str, port: int) -> tuple[socket.socket, str]:
     try:
         if dual_stack:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
         sock.bind(sockaddr)
         sock.setblocking(False)
     except BaseException:

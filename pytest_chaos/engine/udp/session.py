@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,8 @@ UPSTREAM = "upstream"
 DOWNSTREAM = "downstream"
 # Datagrams kept for the upstream while its socket is being opened (a DNS client's retries).
 WAITING_LIMIT = 256
+# As the proxy's own socket's (see udp/proxy.py).
+RECEIVE_BUFFER = 1 << 20
 
 
 class Session:
@@ -85,6 +88,9 @@ class Session:
         if self.closed:
             transport.close()
             return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
         self.upstream = transport
         waiting, self._waiting = self._waiting, []
         for data in waiting:

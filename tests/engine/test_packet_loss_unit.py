@@ -65,6 +65,8 @@ def test_a_lost_segment_stalls_for_the_rto_and_everything_behind_it_waits() -> N
         (b"2", pytest.approx(0.7)),
         (b"3", pytest.approx(0.7)),
     ]
+    # Stamped with their delivery, so a later stage (a latency) counts from it.
+    assert [s.arrived for s in stub.sent] == [0.0, pytest.approx(0.7), pytest.approx(0.7)]
     assert stub.records == [
         {
             "kind": "retransmitted",

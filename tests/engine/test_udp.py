@@ -261,3 +261,31 @@ def test_deleting_the_proxy_ends_its_sessions(api: httpx.Client, proxied: str) -
         assert api.delete("/proxies/dns").status_code == 204
     closed = wait_for_event(api, "session_closed")
     assert closed["by"] == "proxy"
+
+
+def test_a_datagram_a_toxic_holds_back_is_handed_on_when_it_is_removed(
+    api: httpx.Client, proxied: str
+) -> None:
+    add_toxic(api, "dns", type="reorder", attributes={"probability": 1.0, "delay": 60_000})
+    with client(proxied) as sock:
+        sock.send(b"held")
+        sock.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            sock.recv(8)
+        remove_toxic(api, "dns", "reorder_downstream")
+        sock.settimeout(2)
+        assert sock.recv(8) == b"held"
+
+
+def test_once_disabled_is_answered_every_datagram_is_refused(
+    api: httpx.Client, proxied: str
+) -> None:
+    with client(proxied) as sock:
+        for _ in range(20):
+            assert api.post("/proxies/dns", json={"enabled": False}).status_code == 200
+            sock.send(b"x")
+            with pytest.raises(ConnectionRefusedError):
+                sock.recv(8)
+            assert api.post("/proxies/dns", json={"enabled": True}).status_code == 200
+            sock.send(b"y")
+            assert sock.recv(8) == b"y"

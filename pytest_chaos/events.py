@@ -154,6 +154,136 @@ class Closed(ConnectionEvent):
 
 
 @dataclass(frozen=True)
+class Retransmitted(ConnectionEvent):
+    """A segment a `packet_loss` toxic lost `losses` times in `direction`: the stream stalled
+    `stalled_ms` from its first transmission (`time`) to the one that got through (`until`),
+    or until the connection was reset (`gave_up`). `fin`: the segment was the end of stream."""
+
+    direction: str = ""
+    toxic: str = ""
+    bytes: int = 0
+    fin: bool = False
+    losses: int = 0
+    rto_ms: float = 0.0
+    stalled_ms: float = 0.0
+    gave_up: bool = False
+    until: float = 0.0
+    kind_name = "retransmitted"
+
+    def __str__(self) -> str:
+        what = "FIN" if self.fin else f"{self.bytes} B"
+        outcome = "gave up (reset)" if self.gave_up else f"stalled {self.stalled_ms:.0f} ms"
+        return f"{self.label} {self.direction} {what} lost {self.losses}x, {outcome}"
+
+
+@dataclass(frozen=True)
+class SynLost(ConnectionEvent):
+    """The connection's handshake lost `losses` SYNs (or SYN-ACKs): it was held back
+    `delay_ms`, or reset when it `gave_up`."""
+
+    losses: int = 0
+    delay_ms: float = 0.0
+    gave_up: bool = False
+    toxics: tuple[str, ...] = ()
+    kind_name = "syn_lost"
+
+    def __str__(self) -> str:
+        outcome = "gave up (reset)" if self.gave_up else f"held {self.delay_ms:.0f} ms"
+        return f"{self.label} SYN lost {self.losses}x, {outcome}"
+
+
+@dataclass(frozen=True)
+class SessionEvent(Event):
+    """An event of one client (address) of a UDP proxy."""
+
+    session: int
+
+    @property
+    def label(self) -> str:
+        """`proxy#session`, as the timeline names a session."""
+        return f"{self.proxy}#{self.session}"
+
+
+@dataclass(frozen=True)
+class SessionOpened(SessionEvent):
+    """A datagram came from a new `client` address: a session, with its own socket to the
+    upstream, and the toxics acting on it by direction."""
+
+    client: str | None = None
+    upstream: str = ""
+    toxics: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    kind_name = "session_opened"
+
+    def __str__(self) -> str:
+        return f"{self.label} UDP session from {self.client}"
+
+
+@dataclass(frozen=True)
+class Datagrams(SessionEvent):
+    """What happened in one `direction` of a session between `time` and `until` (under 50 ms):
+    datagrams `received` and `sent`, and the numbers (0: the session's first in that
+    direction) of those `dropped`, `duplicated`, `corrupted` and `reordered`."""
+
+    direction: str = ""
+    received: int = 0
+    received_bytes: int = 0
+    sent: int = 0
+    sent_bytes: int = 0
+    dropped: tuple[int, ...] = ()
+    duplicated: tuple[int, ...] = ()
+    corrupted: tuple[int, ...] = ()
+    reordered: tuple[int, ...] = ()
+    until: float = 0.0
+    kind_name = "datagrams"
+
+    def __post_init__(self) -> None:
+        if not self.until:
+            object.__setattr__(self, "until", self.time)
+
+    def __str__(self) -> str:
+        line = f"{self.label} {self.direction} {self.received} datagrams in, {self.sent} out"
+        for what in ("dropped", "duplicated", "corrupted", "reordered"):
+            numbers = getattr(self, what)
+            if numbers:
+                line += f", {what} " + " ".join(f"#{n}" for n in numbers)
+        return line
+
+
+@dataclass(frozen=True)
+class SessionError(SessionEvent):
+    """The session's upstream socket got `error` (e.g. connection refused: nothing listens)."""
+
+    upstream: str = ""
+    error: str = ""
+    kind_name = "session_error"
+
+    def __str__(self) -> str:
+        return f"{self.label} upstream {self.upstream} error: {self.error}"
+
+
+@dataclass(frozen=True)
+class SessionClosed(SessionEvent):
+    """The session ended `by` idling, the proxy or a toxic, after `duration_ms`, with
+    `datagrams` totals per direction (`in`, `out`, `dropped`, `duplicated`, ...)."""
+
+    by: str = ""
+    duration_ms: float = 0.0
+    datagrams: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    kind_name = "session_closed"
+
+    def count(self, direction: str, what: str) -> int:
+        """A total of one direction: `in`, `out`, `dropped`, `duplicated`, ..."""
+        return int(self.datagrams.get(direction, {}).get(what, 0))
+
+    def __str__(self) -> str:
+        return (
+            f"{self.label} UDP session closed by {self.by}"
+            f" ({self.count('upstream', 'in')} datagrams up, {self.count('downstream', 'in')}"
+            " down)"
+        )
+
+
+@dataclass(frozen=True)
 class ProxyChanged(Event):
     """A proxy was created, updated or deleted (`kind` says which)."""
 
@@ -196,12 +326,25 @@ class Other(Event):
 
 CONNECTION_EVENTS: dict[str, type[ConnectionEvent]] = {
     cls.kind_name: cls
-    for cls in (Accepted, UpstreamConnected, UpstreamFailed, ToxicsActive, Data, HalfClosed, Closed)
+    for cls in (
+        Accepted,
+        UpstreamConnected,
+        UpstreamFailed,
+        ToxicsActive,
+        Data,
+        HalfClosed,
+        Closed,
+        Retransmitted,
+        SynLost,
+    )
+}
+SESSION_EVENTS: dict[str, type[SessionEvent]] = {
+    cls.kind_name: cls for cls in (SessionOpened, Datagrams, SessionError, SessionClosed)
 }
 PROXY_KINDS = ("proxy_created", "proxy_updated", "proxy_deleted")
 TOXIC_KINDS = ("toxic_added", "toxic_updated", "toxic_removed")
 # Events that describe a connection and belong in a test's timeline; data is left out there.
-TIMELINE_KINDS = frozenset(CONNECTION_EVENTS) - {"data"}
+TIMELINE_KINDS = frozenset(CONNECTION_EVENTS) - {"data"} | frozenset(SESSION_EVENTS)
 
 
 def parse_event(raw: Mapping[str, Any]) -> Event:
@@ -214,18 +357,26 @@ def parse_event(raw: Mapping[str, Any]) -> Event:
         "kind": kind,
         "proxy": raw.get("proxy"),
     }
-    cls: type[Event] | None = CONNECTION_EVENTS.get(kind)
+    cls: type[Event] | None = CONNECTION_EVENTS.get(kind) or SESSION_EVENTS.get(kind)
     if cls is None and kind in PROXY_KINDS:
         cls = ProxyChanged
     elif cls is None and kind in TOXIC_KINDS:
         cls = ToxicChanged
-    if cls is None or (issubclass(cls, ConnectionEvent) and raw.get("connection") is None):
+    if (
+        cls is None
+        or (issubclass(cls, ConnectionEvent) and raw.get("connection") is None)
+        or (issubclass(cls, SessionEvent) and raw.get("session") is None)
+    ):
         extra = {k: v for k, v in raw.items() if k not in common}
         return Other(**common, fields=extra)
     names = {f.name for f in dataclasses.fields(cls)} - set(common)
     values = {name: raw[name] for name in names if name in raw}
-    if cls is ToxicsActive:
+    if cls in (ToxicsActive, SessionOpened):
         values["toxics"] = {d: tuple(n) for d, n in (raw.get("toxics") or {}).items()}
+    # Lists in the JSON are tuples here, so that events stay immutable.
+    for name, value in values.items():
+        if isinstance(value, list):
+            values[name] = tuple(value)
     return cls(**common, **values)
 
 

@@ -25,6 +25,7 @@ NetworkDownMode = Literal["refuse", "blackhole", "reset"]
 # undone by bringing the service back to serving (start, or resume after pause).
 ProcessDownMode = Literal["kill", "terminate", "stop", "pause"]
 DownMode = Literal[NetworkDownMode, ProcessDownMode]
+BandwidthUnit = Literal["KB/s", "datagrams/s"]
 
 STREAMS: tuple[str, ...] = typing.get_args(Stream)
 NETWORK_DOWN_MODES: tuple[str, ...] = typing.get_args(NetworkDownMode)
@@ -211,11 +212,19 @@ class Bandwidth(ToxicFault):
     """Limit throughput to `rate` KB/s (1 KB = 1000 bytes); 0 stops data entirely."""
 
     rate: int = field(metadata=bound("KB/s", maximum=10**9))
+    _: KW_ONLY
+    # On a UDP proxy, the rate may count datagrams instead (the engine's `datagrams`).
+    unit: BandwidthUnit = "KB/s"
     kind = "bandwidth"
-    help = "limit throughput to rate KB/s (1 KB = 1000 bytes); 0 stops data."
+    help = (
+        "limit throughput to rate KB/s (1 KB = 1000 bytes); 0 stops data. On a UDP proxy,"
+        " unit='datagrams/s' counts datagrams."
+    )
     toxic_type = "bandwidth"
 
     def attributes(self) -> dict[str, int]:
+        if self.unit == "datagrams/s":
+            return {"rate": 0, "datagrams": self.rate}
         return {"rate": self.rate}
 
 
@@ -581,3 +590,89 @@ class DnsFailure(Fault):
     def matches(self, name: str) -> bool:
         """Does this fault act on lookups of `name` (normalized)?"""
         return dns_name_matches(self.target, name)
+
+
+# ------------------------------------------------------------------------------ packets
+# Faults only the pytest-chaos engine has: loss on TCP and UDP proxies, and what datagrams
+# suffer besides (applied by `packet_faults.py`, which checks the backend and the protocol).
+@register
+@dataclass(frozen=True)
+class PacketLoss(ToxicFault):
+    """Lose each packet with probability `rate` (bursty with `correlation`). On a TCP proxy a
+    loss is what TCP makes of it: a stall of a retransmission timeout (200 ms, doubling on each
+    loss of the same segment), never missing bytes, and a reset after `retries` lost
+    retransmissions; a lost SYN holds a new connection back 1 s, 2 s, ... for up to
+    `syn_retries` retries. On a UDP proxy, datagrams are lost."""
+
+    rate: float = field(metadata=PROBABILITY)
+    _: KW_ONLY
+    correlation: float = field(default=0.0, metadata=PROBABILITY)
+    retries: int = field(default=15, metadata=bound("retransmissions", maximum=255))
+    syn_retries: int = field(default=6, metadata=bound("retransmissions", maximum=255))
+    kind = "packet_loss"
+    help = (
+        "lose each packet with probability rate 0..1 (correlation 0..1: burstiness, the mean "
+        "kept). TCP: stalls of a retransmission timeout from 200 ms doubling, a reset after "
+        "retries (15, Linux's tcp_retries2), lost SYNs hold new connections 1 s, 2 s... "
+        "(syn_retries 6); never lost bytes. UDP: datagrams lost."
+    )
+    toxic_type = "packet_loss"
+
+    def attributes(self) -> dict[str, Any]:
+        # Upstream's names for the first two (numbers 0..1), Linux's sysctls for the others.
+        return {
+            "loss_rate": self.rate,
+            "correlation": self.correlation,
+            "retries": self.retries,
+            "syn_retries": self.syn_retries,
+        }
+
+
+@register
+@dataclass(frozen=True)
+class Duplicate(ToxicFault):
+    """Send each datagram twice with `probability` (UDP proxies)."""
+
+    probability: float = field(metadata=PROBABILITY)
+    kind = "duplicate"
+    help = "send each datagram twice with probability 0..1 (UDP proxies)."
+    toxic_type = "duplicate"
+
+    def attributes(self) -> dict[str, Any]:
+        return {"probability": self.probability}
+
+
+@register
+@dataclass(frozen=True)
+class Reorder(ToxicFault):
+    """Hold each datagram back with `probability` until `distance` later ones overtook it, or
+    at most `delay` ms (UDP proxies)."""
+
+    probability: float = field(metadata=PROBABILITY)
+    _: KW_ONLY
+    distance: int = field(default=1, metadata=bound("datagrams", minimum=1, maximum=10_000))
+    delay: int = field(default=20, metadata=bound("milliseconds"))
+    kind = "reorder"
+    help = (
+        "hold each datagram back with probability 0..1 until distance later datagrams "
+        "overtook it, or at most delay ms (UDP proxies)."
+    )
+    toxic_type = "reorder"
+
+    def attributes(self) -> dict[str, Any]:
+        return {"probability": self.probability, "distance": self.distance, "delay": self.delay}
+
+
+@register
+@dataclass(frozen=True)
+class Corrupt(ToxicFault):
+    """Flip one random bit of each datagram with `probability` (UDP proxies; opt-in, since
+    UDP's checksum would catch it on a real network unless the sender skips it)."""
+
+    probability: float = field(metadata=PROBABILITY)
+    kind = "corrupt"
+    help = "flip one random bit of each datagram with probability 0..1 (UDP proxies)."
+    toxic_type = "corrupt"
+
+    def attributes(self) -> dict[str, Any]:
+        return {"probability": self.probability}

@@ -11,7 +11,7 @@ from contextlib import contextmanager, suppress
 
 from pytest_chaos._ports import free_port
 
-__all__ = ["echo_server", "free_port", "http_server", "recv_exactly"]
+__all__ = ["echo_server", "free_port", "http_server", "recv_exactly", "udp_echo_server"]
 
 
 class _EchoHandler(socketserver.BaseRequestHandler):
@@ -102,3 +102,29 @@ def http_server(routes: Mapping[str, bytes]) -> Iterator[tuple[str, int]]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@contextmanager
+def udp_echo_server() -> Iterator[tuple[str, int]]:
+    """A UDP echo server on a free loopback port: each datagram is sent back to its sender."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.1)
+    stopping = threading.Event()
+
+    def serve() -> None:
+        while not stopping.is_set():
+            try:
+                data, sender = sock.recvfrom(65536)
+                sock.sendto(data, sender)
+            except (TimeoutError, OSError):
+                continue
+
+    thread = threading.Thread(target=serve, daemon=True, name="udp echo")
+    thread.start()
+    try:
+        yield sock.getsockname()[0], sock.getsockname()[1]
+    finally:
+        stopping.set()
+        thread.join(timeout=5)
+        sock.close()

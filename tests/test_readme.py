@@ -115,3 +115,11 @@ def test_the_readme_dns_example_passes(pytester: pytest.Pytester, redis_port: in
     pytester.makepyfile(test_dns=block.group(1).replace("6379", str(redis_port)))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=3)
+
+
+def test_the_readme_packet_loss_example_passes(pytester: pytest.Pytester, redis_port: int) -> None:
+    block = re.search(r"```python\n# test_lossy.py\n(.*?)```", README.read_text(), re.S)
+    assert block is not None, "the README lost its packet loss example"
+    pytester.makepyfile(test_lossy=block.group(1).replace("6379", str(redis_port)))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4)

@@ -60,6 +60,8 @@ class ProxyInfo:
     upstream: str
     enabled: bool
     toxics: tuple[ToxicInfo, ...] = field(default=())
+    # "tcp", or "udp" for the engine's UDP proxies (an extension a Toxiproxy never shows).
+    protocol: str = "tcp"
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ProxyInfo:
@@ -70,6 +72,7 @@ class ProxyInfo:
             upstream=data["upstream"],
             enabled=bool(data["enabled"]),
             toxics=tuple(ToxicInfo.from_json(t) for t in data.get("toxics") or ()),
+            protocol=str(data.get("protocol") or "tcp"),
         )
 
     @property
@@ -171,10 +174,27 @@ class ToxiproxyClient:
         )
 
     def create_proxy(
-        self, name: str, upstream: str, *, listen: str = "127.0.0.1:0", enabled: bool = True
+        self,
+        name: str,
+        upstream: str,
+        *,
+        listen: str = "127.0.0.1:0",
+        enabled: bool = True,
+        protocol: str = "tcp",
     ) -> ProxyInfo:
-        """Create a proxy (`POST /proxies`); 409 when the name is taken."""
-        body = {"name": name, "upstream": upstream, "listen": listen, "enabled": enabled}
+        """Create a proxy (`POST /proxies`); 409 when the name is taken. `protocol="udp"`
+        makes a UDP proxy, which only the pytest-chaos engine has (FeatureUnavailable
+        elsewhere)."""
+        body: dict[str, Any] = {
+            "name": name,
+            "upstream": upstream,
+            "listen": listen,
+            "enabled": enabled,
+        }
+        if protocol != "tcp":
+            # Sent only when asked: a TCP proxy's request stays upstream's.
+            self._require_engine(f"a {protocol.upper()} proxy")
+            body["protocol"] = protocol
         return ProxyInfo.from_json(self._request("POST", "/proxies", f"create proxy {name}", body))
 
     def update_proxy(self, name: str, **changes: Any) -> ProxyInfo:
@@ -203,7 +223,7 @@ class ToxiproxyClient:
         name: str | None = None,
         stream: str = "downstream",
         toxicity: float = 1.0,
-        attributes: dict[str, int] | None = None,
+        attributes: dict[str, Any] | None = None,
     ) -> ToxicInfo:
         """Add a toxic to `proxy` (attributes by their Toxiproxy names; default name
         `<type>_<stream>`)."""

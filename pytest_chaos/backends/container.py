@@ -30,7 +30,12 @@ from typing import TYPE_CHECKING, Any
 from pytest_chaos import _docker
 from pytest_chaos._ports import free_port
 from pytest_chaos.backends import BackendError
-from pytest_chaos.backends.client import ProxyInfo, ToxiproxyClient, ToxiproxyError
+from pytest_chaos.backends.client import (
+    FeatureUnavailable,
+    ProxyInfo,
+    ToxiproxyClient,
+    ToxiproxyError,
+)
 
 if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer
@@ -228,8 +233,22 @@ class PublishedPortsClient(ToxiproxyClient):
         return self._outside(super().get_proxy(name))
 
     def create_proxy(
-        self, name: str, upstream: str, *, listen: str = "127.0.0.1:0", enabled: bool = True
+        self,
+        name: str,
+        upstream: str,
+        *,
+        listen: str = "127.0.0.1:0",
+        enabled: bool = True,
+        protocol: str = "tcp",
     ) -> ProxyInfo:
+        if protocol != "tcp":
+            # The pool's ports are published for TCP only.
+            raise FeatureUnavailable(
+                f"a {protocol.upper()} proxy cannot be reached in the Toxiproxy container on"
+                " the bridge network: its proxy ports are published for TCP only (use"
+                " --chaos-toxiproxy-network host with the pytest-chaos engine's image, or the"
+                " embedded engine)"
+            )
         inside = self._inside_listen(name, listen, self._ports_in_use(), f"create proxy {name}")
         sent = self._inside_upstream(name, upstream)
         return self._outside(super().create_proxy(name, sent, listen=inside, enabled=enabled))

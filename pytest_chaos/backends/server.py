@@ -89,9 +89,12 @@ class ToxiproxyServer:
         """The API's URL."""
         return self.client.url
 
-    def create_proxy(self, name: str, upstream: str, *, listen: str = "127.0.0.1:0") -> ProxyInfo:
-        """Create a proxy for the session (deleted at its end on a shared server)."""
-        proxy = self.client.create_proxy(name, upstream, listen=listen)
+    def create_proxy(
+        self, name: str, upstream: str, *, listen: str = "127.0.0.1:0", protocol: str = "tcp"
+    ) -> ProxyInfo:
+        """Create a proxy for the session (deleted at its end on a shared server); `protocol`
+        "udp" makes a UDP proxy (the pytest-chaos engine only)."""
+        proxy = self.client.create_proxy(name, upstream, listen=listen, protocol=protocol)
         self.created.add(name)
         return proxy
 

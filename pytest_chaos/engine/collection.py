@@ -12,6 +12,12 @@ from pytest_chaos.engine.names import check_name, check_text
 from pytest_chaos.engine.proxy import LinkTotals, Proxy
 from pytest_chaos.engine.tasks import TaskSet
 from pytest_chaos.engine.toxic_collection import ToxicSpec
+from pytest_chaos.engine.udp.proxy import (
+    check_protocol_kept,
+    protocol_of,
+    proxy_factory,
+    requested_protocol,
+)
 
 DEFAULT_LISTEN = "127.0.0.1:0"
 
@@ -91,7 +97,8 @@ class ProxyCollection:
         _, listen, _, enabled = _proxy_fields(body)
         if name in self.proxies:
             raise ApiError(409, PROXY_EXISTS)
-        proxy = Proxy(
+        # Extension: `"protocol": "udp"` makes a UDP proxy (engine/udp/); TCP is the default.
+        proxy = proxy_factory(body)(
             name,
             listen or DEFAULT_LISTEN,
             upstream,
@@ -117,6 +124,7 @@ class ProxyCollection:
         async with self.lock:
             proxy = self.get(name)
             _, listen, upstream, enabled = _proxy_fields(body)
+            check_protocol_kept(proxy, body)  # extension: a UDP proxy stays one, and TCP too
             moved = (listen is not None and not _same_listen(listen, proxy.listen)) or (
                 upstream is not None and upstream != proxy.upstream
             )
@@ -164,6 +172,7 @@ class ProxyCollection:
                         if (
                             _same_listen(listen, existing.listen)
                             and entry["upstream"] == existing.upstream
+                            and requested_protocol(entry) == protocol_of(existing)
                         ):
                             done.append(existing)
                             continue

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
+from pytest_chaos.engine.handshake import establish
 from pytest_chaos.engine.link import Link
 
 if TYPE_CHECKING:
@@ -69,6 +70,9 @@ class Connection:
         self.proxy.tasks.spawn(self._connect_upstream(), name=f"dial {self.label}")
 
     async def _connect_upstream(self) -> None:
+        # Hook for packet_loss: lost SYNs hold the dial back (or give up); see handshake.py.
+        if self.proxy.toxics and not await establish(self, self._rng_factory):
+            return
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         try:

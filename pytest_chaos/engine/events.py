@@ -50,6 +50,38 @@ its proxies), the same in every event of that connection.
   RST; `duration_ms` (float); `bytes` (object): per direction `{"in": int, "out": int}`,
   read and written (`{}` when the upstream dial failed); `error` (str, only when a socket error
   or a failed dial closed it).
+
+Events of the `packet_loss` toxic on TCP (see `toxics/packet_loss.py`), also with `connection`:
+
+- `retransmitted`: a segment lost at least once. `direction` (str), `toxic` (str, its name),
+  `bytes` (int, the segment's size; 0 for the end of stream), `fin` (bool: the segment is the
+  end of stream), `losses` (int: transmissions lost), `rto_ms` (float: the first retransmission
+  timeout), `stalled_ms` (float: from the first transmission to the one that got through, or to
+  giving up), `gave_up` (bool: the connection was then reset); `time`: the first transmission,
+  `until`: when it got through (or the reset). Recorded when it got through.
+- `syn_lost`: the handshake lost `losses` (int) SYNs or SYN-ACKs; `delay_ms` (float): how long
+  the dial to the upstream was held back; `gave_up` (bool: the connection was then reset);
+  `toxics` (list of str): the packet_loss toxics acting on it. `time`: when it was accepted.
+
+Events of UDP proxies (`engine/udp/`) carry `session` (int) instead of `connection`: an id
+from the same sequence, so unique across the engine's connections and sessions.
+
+- `session_opened`: a datagram from a new client address. `client` (str): its `host:port`;
+  `upstream` (str); `toxics` (object): `{"upstream": [names], "downstream": [names]}` acting
+  on the session.
+- `datagrams`: what happened in one `direction` within one run of under 50 ms (recorded as
+  `data` runs are, and before any `GET /events` is answered): `received` and `sent` (int:
+  datagrams read from one side and written to the other, duplicates included),
+  `received_bytes` and `sent_bytes` (int), and the numbers (0 for the session's first datagram
+  in that direction) of the datagrams `dropped`, `duplicated`, `corrupted` and `reordered`
+  (lists of int) then. `time` and `until`: the first and last happening of the run.
+- `session_error`: the upstream socket got `error` (str, e.g. `"Connection refused (errno
+  111)"`: nothing listens there; the client is not told, and times out), or the upstream could
+  not be used; each distinct error once per session.
+- `session_closed`: `by` (str): `idle`, `proxy`, `proxy: upstream unusable`, `proxy: too many
+  sessions` or `toxic NAME (REASON)`; `duration_ms` (float); `datagrams` (object): per
+  direction, totals `in`, `out`, `bytes_in`, `bytes_out`, `dropped`, `duplicated`,
+  `corrupted`, `reordered` (int).
 """
 
 from __future__ import annotations

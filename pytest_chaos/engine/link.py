@@ -175,6 +175,22 @@ class Stage:
     def close_connection(self, reason: str, *, reset: bool = False) -> None:
         self.link.connection.close(by=f"toxic {self.setting.name} ({reason})", reset=reset)
 
+    # -- for toxics that model the path (packet_loss: its RTO and its retransmission events)
+    def round_trip(self) -> float:
+        links = self.link.connection.links.values()
+        delays = [
+            stage.setting.toxic.attributes.get("latency", 0)
+            for link in links
+            for stage in link.stages
+            if stage.setting.type == "latency" and stage.memory.active
+        ]
+        return sum(delays) / 1000
+
+    def record(self, kind: str, *, at: float, **fields: Any) -> None:
+        self.link.connection.record(
+            kind, at=at, direction=self.link.direction, toxic=self.setting.name, **fields
+        )
+
     # -- hand-over when the chain changes
     def detach(self) -> list[Item]:
         """Stop this stage and return its pending items, oldest first."""

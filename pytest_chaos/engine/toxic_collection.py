@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ from pytest_chaos.engine.errors import (
 )
 from pytest_chaos.engine.link import ToxicSetting
 from pytest_chaos.engine.names import check_name
-from pytest_chaos.engine.toxics import TOXIC_TYPES
+from pytest_chaos.engine.toxics import TOXIC_TYPES, Toxic
 
 STREAMS = ("upstream", "downstream")
 
@@ -44,9 +45,14 @@ class ToxicSpec:
 
 
 def _build(
-    name: str, type_name: str, stream: str, toxicity: float, attributes: dict[str, int]
+    types: Mapping[str, type[Toxic]],
+    name: str,
+    type_name: str,
+    stream: str,
+    toxicity: float,
+    attributes: dict[str, int],
 ) -> ToxicSpec:
-    toxic = TOXIC_TYPES[type_name](attributes)
+    toxic = types[type_name](attributes)
     setting = ToxicSetting(name=name, type=type_name, toxicity=toxicity, toxic=toxic)
     return ToxicSpec(name, type_name, stream, toxicity, attributes, setting)
 
@@ -70,10 +76,12 @@ def _parse_toxicity(body: dict[str, Any]) -> float | None:
 
 
 class ToxicCollection:
-    """The toxics of one proxy, in the order they were added."""
+    """The toxics of one proxy, in the order they were added (of the `types` it takes: a UDP
+    proxy's are datagram toxics)."""
 
-    def __init__(self) -> None:
+    def __init__(self, types: Mapping[str, type[Toxic]] = TOXIC_TYPES) -> None:
         self._toxics: dict[str, ToxicSpec] = {}
+        self._types = types
 
     def add(self, body: dict[str, Any]) -> ToxicSpec:
         type_name = _optional_string(body, "type") or ""
@@ -84,7 +92,7 @@ class ToxicCollection:
         stream = "downstream" if given_stream is None else given_stream.lower()
         if stream not in STREAMS:
             raise ApiError(400, INVALID_STREAM)
-        toxic_class = TOXIC_TYPES.get(type_name)
+        toxic_class = self._types.get(type_name)
         if toxic_class is None:
             raise ApiError(400, INVALID_TOXIC_TYPE)
         if name:
@@ -94,17 +102,19 @@ class ToxicCollection:
         if name in self._toxics:
             raise ApiError(409, TOXIC_EXISTS)
         attributes = toxic_class.parse_attributes(body.get("attributes"))
-        spec = _build(name, type_name, stream, 1.0 if toxicity is None else toxicity, attributes)
+        toxicity = 1.0 if toxicity is None else toxicity
+        spec = _build(self._types, name, type_name, stream, toxicity, attributes)
         self._toxics[name] = spec
         return spec
 
     def update(self, name: str, body: dict[str, Any]) -> ToxicSpec:
         current = self.get(name)
         toxicity = _parse_toxicity(body)
-        attributes = TOXIC_TYPES[current.type].parse_attributes(
+        attributes = self._types[current.type].parse_attributes(
             body.get("attributes"), current.attributes
         )
         spec = _build(
+            self._types,
             name,
             current.type,
             current.stream,

@@ -35,6 +35,7 @@ FUZZ_SETTINGS = settings(
 )
 ATTRIBUTE_NAMES = sorted(
     {spec.name for toxic in TOXIC_TYPES.values() for spec in toxic.attribute_specs}
+    | {name for toxic in TOXIC_TYPES.values() for name in getattr(toxic, "probability_names", ())}
 )
 
 json_values = st.recursive(
@@ -198,7 +199,12 @@ def check_toxic(toxic: Any) -> None:
     assert type(toxic["toxicity"]) in (int, float)
     assert 0 <= toxic["toxicity"] <= 1
     specs = TOXIC_TYPES[toxic["type"]].attribute_specs
-    assert list(toxic["attributes"]) == [spec.name for spec in specs]
+    # Probabilities (packet_loss's loss_rate and correlation) come first, as numbers 0..1.
+    probabilities = getattr(TOXIC_TYPES[toxic["type"]], "probability_names", ())
+    assert list(toxic["attributes"]) == [*probabilities, *(spec.name for spec in specs)]
+    for name in probabilities:
+        assert type(toxic["attributes"][name]) in (int, float)
+        assert 0 <= toxic["attributes"][name] <= 1
     for spec in specs:
         value = toxic["attributes"][spec.name]
         assert type(value) is int

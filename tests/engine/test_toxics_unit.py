@@ -54,6 +54,9 @@ class FakeStub:
     # What the toxic waits for: a time (inf: none), and whether an item would wake it.
     wake_at: float = math.inf
     wants_input: bool = False
+    # The round trip the connection's latency toxics add (for packet_loss), and its events.
+    path_round_trip: float = 0.0
+    records: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -96,6 +99,12 @@ class FakeStub:
 
     def close_connection(self, reason: str, *, reset: bool = False) -> None:
         self.closed.append((self.clock, reason, reset))
+
+    def round_trip(self) -> float:
+        return self.path_round_trip
+
+    def record(self, kind: str, *, at: float, **fields: Any) -> None:
+        self.records.append({"kind": kind, "time": at, **fields})
 
     # -- the driver
     def run(

@@ -24,6 +24,7 @@ from tests.engine.api_helpers import (
     exchange,
     read_until_closed,
 )
+from tests.servers import recv_exactly
 
 
 @pytest.fixture
@@ -230,3 +231,26 @@ def test_a_slicer_as_wide_as_its_average_passes_data_intact(server: Toxiproxy, e
     payload = bytes(range(256)) * 64
 
     assert echo_round_trip(proxy.listen, payload) == payload
+
+
+def test_packet_loss_with_upstream_attributes_stalls_instead_of_dropping(
+    server: Toxiproxy, echo: str
+) -> None:
+    """Upstream's unreleased `packet_loss` toxic takes `loss_rate` and `correlation` (numbers
+    0..1) and drops chunks; here the same request is accepted and a loss is a stall: the reply
+    is held, then delivered whole once the loss stops."""
+    proxy = server.create(upstream=echo, name="lossy")
+    with connect(proxy.listen) as sock:
+        assert exchange(sock, b"before") == b"before"
+        proxy.add_toxic(
+            type="packet_loss", name="loss", attributes={"loss_rate": 1.0, "correlation": 0.0}
+        )
+        toxic = proxy.toxics()["loss"]
+        assert (toxic.type, toxic.attributes["loss_rate"]) == ("packet_loss", 1.0)
+        sock.sendall(b"held, not lost")
+        sock.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            sock.recv(64)
+        proxy.destroy_toxic("loss")
+        sock.settimeout(5)
+        assert recv_exactly(sock, 14) == b"held, not lost"

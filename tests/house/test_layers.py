@@ -35,6 +35,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "pytest_chaos.apply",
             "pytest_chaos.dns.applier",
+            "pytest_chaos.packet_faults",
             "pytest_chaos.markers",
             "pytest_chaos.wire",
             "pytest_chaos.recorders",

@@ -387,8 +387,9 @@ def test_markers_are_listed_with_their_signatures(bare: pytest.Pytester) -> None
     expected = [
         "@pytest.mark.latency(target, ms, *, jitter=0, stream='downstream', toxicity=1.0,"
         " when='call'): delay data through the proxy by ms milliseconds, +/- jitter ms.",
-        "@pytest.mark.bandwidth(target, rate, *, stream='downstream', toxicity=1.0,"
-        " when='call'): limit throughput to rate KB/s (1 KB = 1000 bytes); 0 stops data.",
+        "@pytest.mark.bandwidth(target, rate, *, unit='KB/s', stream='downstream',"
+        " toxicity=1.0, when='call'): limit throughput to rate KB/s (1 KB = 1000 bytes); 0"
+        " stops data. On a UDP proxy, unit='datagrams/s' counts datagrams.",
         "@pytest.mark.stall(target, *, timeout=0, stream='downstream', toxicity=1.0,"
         " when='call'): swallow all data; close after timeout ms without data (0: never)."
         " Toxiproxy's timeout toxic.",
@@ -408,6 +409,21 @@ def test_markers_are_listed_with_their_signatures(bare: pytest.Pytester) -> None
         " (frozen), undone after the test.",
         "@pytest.mark.toxic(target, type, *, stream='downstream', toxicity=1.0, when='call',"
         " **attributes): add any Toxiproxy toxic type with raw integer attributes.",
+        "@pytest.mark.packet_loss(target, rate, *, correlation=0.0, retries=15, syn_retries=6,"
+        " stream='downstream', toxicity=1.0, when='call'): lose each packet with probability"
+        " rate 0..1 (correlation 0..1: burstiness, the mean kept). TCP: stalls of a"
+        " retransmission timeout from 200 ms doubling, a reset after retries (15, Linux's"
+        " tcp_retries2), lost SYNs hold new connections 1 s, 2 s... (syn_retries 6); never lost"
+        " bytes. UDP: datagrams lost.",
+        "@pytest.mark.duplicate(target, probability, *, stream='downstream', toxicity=1.0,"
+        " when='call'): send each datagram twice with probability 0..1 (UDP proxies).",
+        "@pytest.mark.reorder(target, probability, *, distance=1, delay=20,"
+        " stream='downstream', toxicity=1.0, when='call'): hold each datagram back with"
+        " probability 0..1 until distance later datagrams overtook it, or at most delay ms"
+        " (UDP proxies).",
+        "@pytest.mark.corrupt(target, probability, *, stream='downstream', toxicity=1.0,"
+        " when='call'): flip one random bit of each datagram with probability 0..1 (UDP"
+        " proxies).",
     ]
     for line in expected:
         result.stdout.fnmatch_lines([exact(line)])

@@ -67,6 +67,16 @@ class ToxicStub(Protocol):
         """Close both sides of this connection, with a TCP RST when `reset` is true."""
         ...
 
+    # -- for toxics that model the path (packet_loss)
+    def round_trip(self) -> float:
+        """The round trip the latency toxics acting on this connection add, both ways, in
+        seconds (what a sender's RTT estimate would see beyond the path's own)."""
+        ...
+
+    def record(self, kind: str, *, at: float, **fields: Any) -> None:
+        """Record an event of this connection and direction, stamped `at` (a `now()` time)."""
+        ...
+
 
 @dataclass(frozen=True)
 class AttributeSpec:

@@ -24,6 +24,8 @@ class Timeline:
     note: str | None = None
     # The command that runs this test again with the same draws (shown on failures).
     replay: str | None = None
+    # What the times count from: the test, or the example of a Hypothesis test shown.
+    origin: str = "test"
 
     def entries(self) -> list[tuple[float, str]]:
         """(seconds from the test's start, one line) for every fault change and connection
@@ -38,7 +40,7 @@ class Timeline:
         return [(at - self.started_at, text) for at, text in rows]
 
     def render(self) -> str:
-        lines = [f"times from the start of the test; seed {self.seed}"]
+        lines = [f"times from the start of the {self.origin}; seed {self.seed}"]
         lines += [f"{offset:+9.3f}s  {text}" for offset, text in self.entries()]
         if self.note:
             lines.append(self.note)

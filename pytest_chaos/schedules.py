@@ -49,6 +49,7 @@ class Step:
     duration: float
 
     def __post_init__(self) -> None:
+        __tracebackhide__ = True
         if not isinstance(self.fault, Fault):
             raise FaultError(f"schedule step: fault must be a fault object, got {self.fault!r}")
         _check_seconds("offset", self.offset, minimum_allowed=True)
@@ -77,6 +78,7 @@ class Step:
 
 
 def _check_seconds(name: str, value: object, *, minimum_allowed: bool) -> None:
+    __tracebackhide__ = True
     valid = (
         isinstance(value, int | float)
         and not isinstance(value, bool)
@@ -106,6 +108,7 @@ class Schedule:
     seed: int | None = None
 
     def __post_init__(self) -> None:
+        __tracebackhide__ = True
         steps = tuple(self.steps)
         for step in steps:
             if not isinstance(step, Step):
@@ -164,6 +167,7 @@ class Schedule:
 
 def check_seed(where: str, seed: object) -> None:
     """A seed is None (leave the engine's draws alone) or what `POST /seed` accepts."""
+    __tracebackhide__ = True
     if seed is not None and (
         isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**SEED_BITS
     ):
@@ -360,7 +364,12 @@ def _read(what: object) -> tuple[list[Fault], Schedule | None]:
     if items is not None and all(isinstance(item, Fault) for item in items):
         return [item for item in items if isinstance(item, Fault)], None
     if items and all(isinstance(item, Step) for item in items):
-        return [], Schedule(tuple(item for item in items if isinstance(item, Step)))
+        problem: str | None = None
+        try:
+            return [], Schedule(tuple(item for item in items if isinstance(item, Step)))
+        except FaultError as error:  # raised below, from the caller's line
+            problem = str(error)
+        raise FaultError(problem)
     raise FaultError(
         "chaos.apply takes a fault, an iterable of faults, a Schedule or an iterable of Steps,"
         f" got {what!r}"

@@ -199,8 +199,8 @@ def _default_faults(targets: Sequence[str]) -> SearchStrategy[Fault]:
 def run_chaos_machine(factory: Callable[[], MachineT], *, settings: settings | None = None) -> None:
     """Run the state machine that `factory()` makes (a fresh one per run) as a test: Hypothesis
     searches for a failing program, shrinks it, and prints it with the active faults beside
-    each step. `settings` default to the current profile's with no deadline (faults make steps
-    slow by design); a profile's own deadline is kept. Every run is healed when it ends."""
+    each step. `settings` (default: the current profile's) get no deadline, as faults make
+    steps slow by design, unless they set one of their own. Every run is healed when it ends."""
     machines: list[ChaosMachine] = []
 
     def fresh() -> MachineT:
@@ -214,14 +214,16 @@ def run_chaos_machine(factory: Callable[[], MachineT], *, settings: settings | N
 
     try:
         # Hypothesis documents any callable that returns a machine; its annotation says type.
-        run_state_machine_as_test(fresh, settings=settings or _default_settings())  # type: ignore[arg-type]
+        run_state_machine_as_test(fresh, settings=_without_default_deadline(settings))  # type: ignore[arg-type]
     finally:
         while machines:
             machines.pop().heal()
 
 
-def _default_settings() -> settings:
-    current: Any = settings.default
+def _without_default_deadline(chosen: settings | None) -> settings:
+    """`chosen` (default: the current profile's settings) with no deadline, unless it has a
+    deadline of its own (another than Hypothesis's default)."""
+    current: Any = chosen if chosen is not None else settings.default
     if current.deadline == settings.get_profile("default").deadline:
         return settings(current, deadline=None)
     return settings(current)

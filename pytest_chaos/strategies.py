@@ -21,7 +21,9 @@ millisecond grid.
 One strategy per fault kind: `latencies`, `jitters` (latency with jitter: the engine's seeded
 draws), `bandwidths`, `stalls`, `resets`, `slow_closes`, `slicers`, `limit_datas` and
 `dependency_downs`. `faults()` draws from every kind in `FAULT_STRATEGIES`, the registry that a
-new kind joins with one `register_fault_strategy(kind, strategy, harm=...)` call.
+new kind joins with one `register_fault_strategy(kind, strategy, harm=...)` call. Across kinds,
+shrinking is Hypothesis's best effort: it prefers examples that take fewer draws, then the kinds
+of lower harm.
 """
 
 from __future__ import annotations
@@ -136,17 +138,24 @@ def _whole(where: str, name: str, value: object, minimum: int, maximum: int) -> 
     return value
 
 
+def _between(low: int, high: int) -> SearchStrategy[int]:
+    """Integers from `low` to `high`, shrinking toward `low`. A range of one value draws
+    nothing: Hypothesis counts every draw when it compares examples, and `faults()` shrinks
+    toward the least harmful kind only while the kinds cost the same number of draws."""
+    return st.just(low) if low == high else st.integers(low, high)
+
+
 def _weaker_toward_max(low: int, high: int) -> SearchStrategy[int]:
     """Integers from `low` to `high` shrinking toward `high` (for options where more is
     kinder: bandwidth, bytes before a close, slice sizes)."""
-    return st.integers(0, high - low).map(lambda below: high - below)
+    return _between(0, high - low).map(lambda below: high - below)
 
 
 def _toxic_options(
-    where: str, streams: object, min_toxicity: object
+    where: str, streams: object, min_toxicity: object, max_toxicity: object
 ) -> SearchStrategy[dict[str, Any]]:
     """`stream` (shrinking toward the first of `streams`) and `toxicity` (from `min_toxicity`
-    to 1 in hundredths, shrinking toward `min_toxicity`: the weakest)."""
+    to `max_toxicity` in hundredths, shrinking toward `min_toxicity`: the weakest)."""
     if isinstance(streams, str) or not isinstance(streams, Sequence) or not streams:
         raise InvalidArgument(
             f"{where}: streams must be a non-empty list of {', '.join(STREAMS)}, got {streams!r}"
@@ -156,22 +165,28 @@ def _toxic_options(
             raise InvalidArgument(
                 f"{where}: streams must hold only {', '.join(STREAMS)}, got {stream!r}"
             )
-    valid = (
-        isinstance(min_toxicity, int | float)
-        and not isinstance(min_toxicity, bool)
-        and math.isfinite(min_toxicity)
-        and 0 <= min_toxicity <= 1
-    )
-    if not valid:
-        raise InvalidArgument(
-            f"{where}: min_toxicity must be a probability from 0 to 1, got {min_toxicity!r}"
+    for name, value in (("min_toxicity", min_toxicity), ("max_toxicity", max_toxicity)):
+        valid = (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and 0 <= value <= 1
         )
+        if not valid:
+            raise InvalidArgument(
+                f"{where}: {name} must be a probability from 0 to 1, got {value!r}"
+            )
     lowest = math.ceil(float(min_toxicity) * 100)  # type: ignore[arg-type]
-    return st.fixed_dictionaries(
-        {
-            "stream": st.sampled_from(tuple(streams)),
-            "toxicity": st.integers(lowest, 100).map(lambda hundredths: hundredths / 100),
-        }
+    highest = math.floor(float(max_toxicity) * 100)  # type: ignore[arg-type]
+    if lowest > highest:
+        raise InvalidArgument(
+            f"{where}: min_toxicity={min_toxicity} must not be above max_toxicity={max_toxicity}"
+        )
+    # builds(dict, ...) rather than fixed_dictionaries(), which costs a draw of its own.
+    return st.builds(
+        dict,
+        stream=st.sampled_from(tuple(streams)),
+        toxicity=_between(lowest, highest).map(lambda hundredths: hundredths / 100),
     )
 
 
@@ -183,6 +198,7 @@ def latencies(
     max_value: int = 500,
     streams: Sequence[Stream] = DOWNSTREAM,
     min_toxicity: float = 1.0,
+    max_toxicity: float = 1.0,
 ) -> SearchStrategy[Latency]:
     """`Latency` faults of `min_value` to `max_value` milliseconds (no jitter) on one of
     `targets`, shrinking toward `min_value`."""
@@ -193,8 +209,8 @@ def latencies(
         return st.builds(
             lambda target, ms, options: Latency(target, ms, **options),
             st.sampled_from(names),
-            st.integers(low, high),
-            _toxic_options("latencies()", streams, min_toxicity),
+            _between(low, high),
+            _toxic_options("latencies()", streams, min_toxicity, max_toxicity),
         )
 
     return _lazy(build)
@@ -208,6 +224,7 @@ def jitters(
     latency: int | None = None,
     streams: Sequence[Stream] = DOWNSTREAM,
     min_toxicity: float = 1.0,
+    max_toxicity: float = 1.0,
 ) -> SearchStrategy[Latency]:
     """`Latency` faults whose jitter is `min_value` to `max_value` ms around `latency` ms
     (default: as much as the jitter, so that delays spread over 0 to twice the jitter and are
@@ -224,8 +241,8 @@ def jitters(
                 target, jitter if latency is None else latency, jitter=jitter, **options
             ),
             st.sampled_from(names),
-            st.integers(low, high),
-            _toxic_options("jitters()", streams, min_toxicity),
+            _between(low, high),
+            _toxic_options("jitters()", streams, min_toxicity, max_toxicity),
         )
 
     return _lazy(build)
@@ -238,6 +255,7 @@ def bandwidths(
     max_value: int = 1000,
     streams: Sequence[Stream] = DOWNSTREAM,
     min_toxicity: float = 1.0,
+    max_toxicity: float = 1.0,
 ) -> SearchStrategy[Bandwidth]:
     """`Bandwidth` limits of `min_value` to `max_value` KB/s, shrinking toward `max_value`
     (the least harmful). 0 stops data entirely: allow it with `min_value=0`."""
@@ -249,7 +267,7 @@ def bandwidths(
             lambda target, rate, options: Bandwidth(target, rate, **options),
             st.sampled_from(names),
             _weaker_toward_max(low, high),
-            _toxic_options("bandwidths()", streams, min_toxicity),
+            _toxic_options("bandwidths()", streams, min_toxicity, max_toxicity),
         )
 
     return _lazy(build)
@@ -262,6 +280,7 @@ def stalls(
     max_value: int = 1000,
     streams: Sequence[Stream] = DOWNSTREAM,
     min_toxicity: float = 1.0,
+    max_toxicity: float = 1.0,
 ) -> SearchStrategy[Stall]:
     """`Stall` faults (all data swallowed) closing the connection after `min_value` to
     `max_value` ms without data (0: never), shrinking toward `min_value`."""
@@ -272,8 +291,8 @@ def stalls(
         return st.builds(
             lambda target, timeout, options: Stall(target, timeout=timeout, **options),
             st.sampled_from(names),
-            st.integers(low, high),
-            _toxic_options("stalls()", streams, min_toxicity),
+            _between(low, high),
+            _toxic_options("stalls()", streams, min_toxicity, max_toxicity),
         )
 
     return _lazy(build)
@@ -286,6 +305,7 @@ def resets(
     max_value: int = 1000,
     streams: Sequence[Stream] = DOWNSTREAM,
     min_toxicity: float = 1.0,
+    max_toxicity: float = 1.0,
 ) -> SearchStrategy[ResetPeer]:
     """`ResetPeer` faults: a connection's first data is swallowed and the connection reset
     `min_value` to `max_value` ms later, shrinking toward `min_value` (an immediate reset is
@@ -297,8 +317,8 @@ def resets(
         return st.builds(
             lambda target, timeout, options: ResetPeer(target, timeout=timeout, **options),
             st.sampled_from(names),
-            st.integers(low, high),
-            _toxic_options("resets()", streams, min_toxicity),
+            _between(low, high),
+            _toxic_options("resets()", streams, min_toxicity, max_toxicity),
         )
 
     return _lazy(build)
@@ -311,6 +331,7 @@ def slow_closes(
     max_value: int = 1000,
     streams: Sequence[Stream] = DOWNSTREAM,
     min_toxicity: float = 1.0,
+    max_toxicity: float = 1.0,
 ) -> SearchStrategy[SlowClose]:
     """`SlowClose` faults holding each close back by `min_value` to `max_value` ms,
     shrinking toward `min_value`."""
@@ -321,8 +342,8 @@ def slow_closes(
         return st.builds(
             lambda target, delay, options: SlowClose(target, delay, **options),
             st.sampled_from(names),
-            st.integers(low, high),
-            _toxic_options("slow_closes()", streams, min_toxicity),
+            _between(low, high),
+            _toxic_options("slow_closes()", streams, min_toxicity, max_toxicity),
         )
 
     return _lazy(build)
@@ -336,6 +357,7 @@ def slicers(
     max_delay: int = 1000,
     streams: Sequence[Stream] = DOWNSTREAM,
     min_toxicity: float = 1.0,
+    max_toxicity: float = 1.0,
 ) -> SearchStrategy[Slicer]:
     """`Slicer` faults cutting data into writes of `min_size` to `max_size` bytes on average,
     +/- less than the average, `0` to `max_delay` MICROseconds apart. Shrinks toward the largest
@@ -350,10 +372,12 @@ def slicers(
         def sliced(draw: st.DrawFn) -> Slicer:
             target = draw(st.sampled_from(names))
             average = draw(_weaker_toward_max(low, high))
-            # Below the average: the engine refuses a variation as large as the average.
-            variation = draw(st.integers(0, average - 1))
-            delay = draw(st.integers(0, max_delay))
-            options = draw(_toxic_options("slicers()", streams, min_toxicity))
+            # A share of the average, below it (the engine refuses a variation as large as the
+            # average), drawn the same way whatever the average: an average whose variation
+            # took no draw would look simpler to Hypothesis than a larger, kinder one.
+            variation = (average - 1) * draw(st.integers(0, 100)) // 100
+            delay = draw(_between(0, max_delay))
+            options = draw(_toxic_options("slicers()", streams, min_toxicity, max_toxicity))
             return Slicer(target, average, size_variation=variation, delay=delay, **options)
 
         return sliced()
@@ -368,6 +392,7 @@ def limit_datas(
     max_value: int = 10_000,
     streams: Sequence[Stream] = DOWNSTREAM,
     min_toxicity: float = 1.0,
+    max_toxicity: float = 1.0,
 ) -> SearchStrategy[LimitData]:
     """`LimitData` faults closing connections after `min_value` to `max_value` bytes,
     shrinking toward `max_value` (more data gets through)."""
@@ -379,7 +404,7 @@ def limit_datas(
             lambda target, size, options: LimitData(target, size, **options),
             st.sampled_from(names),
             _weaker_toward_max(low, high),
-            _toxic_options("limit_datas()", streams, min_toxicity),
+            _toxic_options("limit_datas()", streams, min_toxicity, max_toxicity),
         )
 
     return _lazy(build)
@@ -441,9 +466,9 @@ def register_fault_strategy(
     FAULT_STRATEGIES[kind] = KindStrategy(kind, strategy, harm)
 
 
-register_fault_strategy(
-    "latency", lambda targets: st.one_of(latencies(targets), jitters(targets)), harm=1
-)
+# Each entry draws a target and one magnitude (a slicer, three), so that faults() shrinks
+# toward the kinds listed first. Jitter is not drawn here: `faults(...) | jitters(...)`.
+register_fault_strategy("latency", latencies, harm=1)
 register_fault_strategy("slicer", slicers, harm=2)
 register_fault_strategy("bandwidth", bandwidths, harm=2)
 register_fault_strategy("slow_close", slow_closes, harm=2)
@@ -520,7 +545,7 @@ def fault_schedules(
         if targets is not None:
             _kinds(where, kinds)
             _targets(where, targets)
-        chosen = faults(targets, kinds=kinds) if elements is None else elements  # type: ignore[arg-type]
+        chosen_faults = faults(targets, kinds=kinds) if elements is None else elements  # type: ignore[arg-type]
         low = _whole(where, "min_faults", min_faults, 0, MAX_FAULTS)
         high = _whole(where, "max_faults", max_faults, 0, MAX_FAULTS)
         if low > high:
@@ -534,17 +559,18 @@ def fault_schedules(
             )
 
         @st.composite
-        def step(draw: st.DrawFn) -> Step:
-            fault = draw(chosen)
-            offset = draw(st.integers(0, span_ms - shortest_ms))
-            duration = draw(st.integers(shortest_ms, span_ms - offset))
-            return Step(fault, offset=offset / 1000, duration=duration / 1000)
+        def schedule(draw: st.DrawFn) -> Schedule:
+            # The faults first, then their times: Hypothesis then drops a fault without
+            # disturbing the others' draws, and so shrinks to fewer faults much more surely.
+            chosen = draw(st.lists(chosen_faults, min_size=low, max_size=high))
+            steps = []
+            for fault in chosen:
+                offset = draw(_between(0, span_ms - shortest_ms))
+                duration = draw(_between(shortest_ms, span_ms - offset))
+                steps.append(Step(fault, offset=offset / 1000, duration=duration / 1000))
+            return _one_down_at_a_time(steps, draw(seeds()))
 
-        return st.builds(
-            _one_down_at_a_time,
-            st.lists(step(), min_size=low, max_size=high),
-            seeds(),
-        ).filter(lambda schedule: len(schedule) >= low)
+        return schedule().filter(lambda drawn: len(drawn) >= low)
 
     return _lazy(build)
 

@@ -16,6 +16,7 @@ Redis failing fast. Every test of a single fault passes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 
 import psycopg
@@ -74,10 +75,9 @@ class PriceService:
         return None if row is None else int(row[0])
 
     async def _remember(self, cache: redis.asyncio.Redis, sku: str, cents: int | None) -> None:
-        try:
+        # Keeping the copy is best effort: the answer is already known.
+        with contextlib.suppress(redis.RedisError):
             await cache.set(f"price:{sku}", "" if cents is None else str(cents))
-        except redis.RedisError:
-            pass  # keeping the copy is best effort: the answer is already known
 
     async def _last_known(self, cache: redis.asyncio.Redis, sku: str) -> Price:
         try:

@@ -45,15 +45,14 @@ FAULT_PAIRS = st.lists(ONE_FAULT, max_size=2, unique_by=lambda fault: fault.targ
 
 
 def a_price_is_answered(service: PriceService, chaos: Chaos, chosen: list[Fault]) -> None:
-    """The property: whatever the faults, a price is answered (never an exception), and it is
-    the database's whenever PostgreSQL was left alone."""
+    """The property: whatever the faults, a price is answered, never an exception, and it is
+    the right one or honestly unknown."""
     with chaos.apply(chosen):
         price = lookup(service, SKU)
-    if not any(fault.target == "postgres" for fault in chosen):
-        assert price.source == "database"
     assert price.cents in (CENTS, None)
 
 
+# Each fault on its own is handled, even by the fragile service.
 @pytest.mark.dependency_down("postgres")
 def test_the_last_known_price_when_the_database_is_down(shop: Settings) -> None:
     assert lookup(FragilePriceService(shop), SKU).source == "last known"
@@ -69,32 +68,45 @@ def test_the_database_price_when_the_cache_is_down(shop: Settings) -> None:
     assert lookup(FragilePriceService(shop), SKU).source == "database"
 
 
-@pytest.mark.latency("postgres", 2000)
+@pytest.mark.latency("postgres", 1000)
 @pytest.mark.latency("redis", 500)
 def test_unavailable_when_both_are_slow(shop: Settings) -> None:
     assert lookup(FragilePriceService(shop), SKU).source == "unavailable"
 
 
+# The property, on the service as it should be: no settings needed.
 @given(chosen=FAULT_PAIRS)
 def test_a_price_is_always_answered(chaos: Chaos, shop: Settings, chosen: list[Fault]) -> None:
     a_price_is_answered(PriceService(shop), chaos, chosen)
 
 
-def test_fuzzing_finds_what_single_faults_missed(chaos: Chaos, shop: Settings) -> None:
-    @settings(
-        max_examples=200,
-        derandomize=True,
-        deadline=None,
-        report_multiple_bugs=False,
-        phases=[Phase.generate, Phase.shrink],
-    )
+# The same property on the fragile service: the same examples on every run (derandomized),
+# and the first failure shrunk (no explain phase). No deadline: a @given function defined
+# inside a test is not one pytest collected, so the plugin's default does not reach it.
+SEARCH = settings(
+    max_examples=200,
+    derandomize=True,
+    deadline=None,
+    report_multiple_bugs=False,
+    phases=[Phase.generate, Phase.shrink],
+)
+
+
+def find_the_fallback_bug(chaos: Chaos, shop: Settings) -> tuple[BaseException, list[Fault]]:
+    """Hypothesis's failure on the fragile service, and the faults of its shrunk example."""
+
+    @SEARCH
     @given(chosen=FAULT_PAIRS)
     def fragile_price_is_always_answered(chosen: list[Fault]) -> None:
         a_price_is_answered(FragilePriceService(shop), chaos, chosen)
 
-    with pytest.raises(redis.ConnectionError):
+    with pytest.raises(redis.ConnectionError) as failure:
         fragile_price_is_always_answered()
-    # The record of `chaos` is the last example Hypothesis ran: the shrunk one.
-    shrunk = [applied.fault for applied in chaos.applied]
-    print("shrunk to:", ", ".join(map(str, shrunk)))
+    # The record of `chaos` is of the last example Hypothesis ran: the shrunk one.
+    return failure.value, [applied.fault for applied in chaos.applied]
+
+
+def test_fuzzing_finds_what_single_faults_missed(chaos: Chaos, shop: Settings) -> None:
+    error, shrunk = find_the_fallback_bug(chaos, shop)
+    print("\n".join(error.__notes__))
     assert sorted(fault.target for fault in shrunk) == ["postgres", "redis"]

@@ -8,7 +8,7 @@ so they take exactly the markers' arguments.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, overload
 
 from pytest_chaos.apply import AppliedFault, applier_for, known
@@ -34,7 +34,7 @@ from pytest_chaos.faults import (
 from pytest_chaos.report.timeline import Timeline
 
 if TYPE_CHECKING:
-    from pytest_chaos.schedules import Application
+    from pytest_chaos.schedules import Application, Schedule, Step
     from pytest_chaos.services.fixtures import RunningService, ServiceRegistry
 
 P = ParamSpec("P")
@@ -208,7 +208,12 @@ class Chaos:
         return self.fault(fault)
 
     # -- faults for a block, and Hypothesis examples
-    def apply(self, faults: object, *, seed: int | None = None) -> Application:
+    def apply(
+        self,
+        faults: Fault | Schedule | Iterable[Fault] | Iterable[Step],
+        *,
+        seed: int | None = None,
+    ) -> Application:
         """`with chaos.apply(x):` applies a fault, an iterable of faults (all at once) or a
         `Schedule` (each step at its offset, on a timer) for the block, and reverts them all at
         its end. Inside a Hypothesis example, the example's first block seeds the engine (with

@@ -34,6 +34,8 @@ from pytest_chaos.faults import Down, Fault, FaultError
 from pytest_chaos.seeds import SEED_BITS
 
 if TYPE_CHECKING:
+    from hypothesis.strategies import SearchStrategy
+
     from pytest_chaos.chaos import Chaos
 
 MAX_SECONDS = 86_400.0
@@ -272,8 +274,8 @@ class Application:
 
     @property
     def finished(self) -> bool:
-        """Every fault has been applied and every step has ended (always True for faults
-        applied at once)."""
+        """Every step has ended (always True for faults applied at once). A step that could
+        not be applied ends the schedule too; its error is raised when the block ends."""
         return self._finished.is_set()
 
     @property
@@ -313,9 +315,10 @@ class Application:
     @staticmethod
     def _replay_hint() -> str:
         return (
-            "This is the last example Hypothesis ran. It replays it from its database"
-            " (.hypothesis/) before anything else; with print_blob=True it also prints a"
-            " @reproduce_failure line that replays it anywhere, with the same engine seed."
+            "This is the last example Hypothesis ran. Hypothesis replays a failing example from"
+            " its database (.hypothesis/, when it keeps one) before anything else; with"
+            " print_blob=True it also prints a @reproduce_failure line that replays it"
+            " anywhere, with the same engine seed."
         )
 
     def _run_schedule(self) -> None:
@@ -336,9 +339,10 @@ class Application:
                         self.handles.append(handles[index])
                     elif index in handles:
                         handles[index].revert()
-            self._finished.set()
-        except Exception as error:  # reported when the block ends
+        except Exception as error:  # raised when the block ends
             self._errors.append(error)
+        # Over (a step that failed ends the schedule): a block waiting for the end goes on.
+        self._finished.set()
 
     def _revert_all(self) -> list[Exception]:
         errors: list[Exception] = []
@@ -398,12 +402,18 @@ def current_example() -> object | None:
     return current_build_context()
 
 
+def seeds() -> SearchStrategy[int]:
+    """Seeds for the engine's draws (jitter, toxicity rolls, slicing), shrinking toward 0
+    (also `pytest_chaos.strategies.seeds`)."""
+    from hypothesis import strategies as st
+
+    return st.integers(min_value=0, max_value=2**SEED_BITS - 1)
+
+
 def draw_seed(example: Any) -> int:
     """A seed for the engine, drawn from the example as a `st.data()` draw would be: part of
     what Hypothesis generates, shrinks (toward 0) and replays. An explicit example
     (`@example(...)`) has nothing to draw from: it runs with seed 0."""
-    from pytest_chaos.strategies import seeds
-
     if getattr(example.data, "max_choices", None) == 0:
         return 0
     return int(example.data.draw(seeds()))

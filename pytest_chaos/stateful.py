@@ -49,7 +49,7 @@ from hypothesis.stateful import (
 )
 from hypothesis.strategies import SearchStrategy
 
-from pytest_chaos.apply import AppliedFault
+from pytest_chaos.apply import AppliedFault, known
 from pytest_chaos.faults import Down, Fault, FaultError
 from pytest_chaos.schedules import current_example, draw_seed
 from pytest_chaos.strategies import faults
@@ -179,7 +179,11 @@ class ChaosMachine(RuleBasedStateMachine):
         __tracebackhide__ = True
         proxies = self.chaos.client.proxies()
         for target in self.chaos_targets:
-            self.chaos.check_target(Down(target), proxies)
+            if target not in proxies:
+                raise FaultError(
+                    f"ChaosMachine: target {target!r} names no known proxy; known proxies:"
+                    f" {known(proxies)}"
+                )
         for service in self.chaos_services:
             self.chaos.service(service)
 

@@ -53,8 +53,7 @@ from pytest_chaos.faults import (
     Stall,
     Stream,
 )
-from pytest_chaos.schedules import MAX_SECONDS, Schedule, Step, first_overlapping_downs
-from pytest_chaos.seeds import SEED_BITS
+from pytest_chaos.schedules import MAX_SECONDS, Schedule, Step, first_overlapping_downs, seeds
 
 __all__ = [
     "FAULT_STRATEGIES",
@@ -82,11 +81,6 @@ DOWNSTREAM: tuple[Stream, ...] = ("downstream",)
 # stop, SIGTERM and SIGKILL lose ever more; a paused server holds connections open silently.
 HARM_ORDER_OF_MODES = ("refuse", "reset", "blackhole", "stop", "terminate", "kill", "pause")
 MAX_FAULTS = 100
-
-
-def seeds() -> SearchStrategy[int]:
-    """Seeds for the engine's draws (jitter, toxicity rolls, slicing), shrinking toward 0."""
-    return st.integers(min_value=0, max_value=2**SEED_BITS - 1)
 
 
 # ------------------------------------------------------------------------- argument checks

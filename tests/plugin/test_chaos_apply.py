@@ -55,8 +55,9 @@ def test_a_schedule_runs_on_a_timer_from_the_start_of_the_block(suite: pytest.Py
             """
             import time
 
+            import pytest
             from netcheck import leftovers
-            from pytest_chaos.faults import Down, Latency
+            from pytest_chaos.faults import Down, FaultError, Latency, RawToxic
             from pytest_chaos.schedules import Schedule, Step
 
             def test_steps_at_their_offsets(echo, chaos, toxiproxy):
@@ -94,10 +95,23 @@ def test_a_schedule_runs_on_a_timer_from_the_start_of_the_block(suite: pytest.Py
                 assert leftovers(toxiproxy) == {}
                 assert [str(a.fault) for a in chaos.applied] == ["latency('echo', ms=1)"]
                 assert not block.finished
+
+            def test_a_failed_step_ends_the_schedule_and_the_block_raises(echo, chaos, toxiproxy):
+                schedule = [
+                    Step(RawToxic("echo", "no_such_toxic"), offset=0.05, duration=1),
+                    Step(Latency("echo", 1), offset=0.01, duration=5),
+                ]
+                with pytest.raises(FaultError) as raised:
+                    with chaos.apply(schedule) as block:
+                        assert block.wait(timeout=10)
+                assert str(raised.value).startswith(
+                    "toxic: the server refused toxic('echo', type='no_such_toxic'): "
+                )
+                assert leftovers(toxiproxy) == {}
             """
         )
     )
-    suite.runpytest_inprocess().assert_outcomes(passed=2)
+    suite.runpytest_inprocess().assert_outcomes(passed=3)
 
 
 def test_a_seed_given_to_apply_seeds_the_engine(suite: pytest.Pytester) -> None:

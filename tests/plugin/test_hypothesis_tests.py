@@ -165,9 +165,10 @@ def test_a_failure_shows_the_shrunk_example_and_the_timeline_of_that_example_onl
     result.stdout.fnmatch_lines(
         [
             "chaos.apply, engine seed 0; faults: limit_data('echo', bytes=3)",
-            "This is the last example Hypothesis ran. It replays it from its database"
-            " (.hypothesis/) before anything else; with print_blob=True it also prints a"
-            " @reproduce_failure line that replays it anywhere, with the same engine seed.",
+            "This is the last example Hypothesis ran. Hypothesis replays a failing example from"
+            " its database (.hypothesis/, when it keeps one) before anything else; with"
+            " print_blob=True it also prints a @reproduce_failure line that replays it"
+            " anywhere, with the same engine seed.",
             "replay: pytest test_cut.py::test_cut_short --chaos-seed 7",
         ]
     )

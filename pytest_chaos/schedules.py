@@ -25,7 +25,7 @@ import math
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import KW_ONLY, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -345,14 +345,20 @@ class Application:
         self._finished.set()
 
     def _revert_all(self) -> list[Exception]:
-        errors: list[Exception] = []
         with self._lock:
-            for handle in reversed(self.handles):
-                try:
-                    handle.revert()
-                except revert_errors() as error:
-                    errors.append(error)
-        return errors
+            return revert_newest_first(self.handles)
+
+
+def revert_newest_first(handles: Sequence[AppliedFault]) -> list[Exception]:
+    """Revert every fault still applied, newest first, each whatever the others did; the errors
+    (reverting one already reverted does nothing)."""
+    errors: list[Exception] = []
+    for handle in reversed(handles):
+        try:
+            handle.revert()
+        except revert_errors() as error:
+            errors.append(error)
+    return errors
 
 
 def _read(what: object) -> tuple[list[Fault], Schedule | None]:

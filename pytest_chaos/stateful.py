@@ -51,7 +51,7 @@ from hypothesis.strategies import SearchStrategy
 
 from pytest_chaos.apply import AppliedFault, known
 from pytest_chaos.faults import Down, Fault, FaultError
-from pytest_chaos.schedules import current_example, draw_seed
+from pytest_chaos.schedules import current_example, draw_seed, revert_newest_first
 from pytest_chaos.strategies import faults
 
 if TYPE_CHECKING:
@@ -135,12 +135,8 @@ class ChaosMachine(RuleBasedStateMachine):
     def heal(self) -> None:
         """Revert every active fault, newest first, each whatever the others did; the first
         failure is raised at the end."""
-        errors: list[Exception] = []
-        while self.active:
-            try:
-                self.active.pop().revert()
-            except Exception as error:  # every fault gets its chance to revert
-                errors.append(error)
+        errors = revert_newest_first(self.active)
+        self.active.clear()
         if errors:
             raise errors[0]
 

@@ -52,6 +52,7 @@ from pytest_chaos.faults import (
     SlowClose,
     Stall,
     Stream,
+    ToxicFault,
 )
 from pytest_chaos.schedules import MAX_SECONDS, Schedule, Step, first_overlapping_downs, seeds
 
@@ -75,6 +76,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+ToxicT = TypeVar("ToxicT", bound=ToxicFault)
 DOWNSTREAM: tuple[Stream, ...] = ("downstream",)
 # `dependency_down` modes from the least to the most harmful: a refused connection fails at
 # once, a reset fails on first use, a blackhole hangs until the client's timeout; a graceful
@@ -184,6 +186,33 @@ def _toxic_options(
     )
 
 
+def _toxic_faults(
+    where: str,
+    cls: type[ToxicT],
+    option: str,
+    targets: object,
+    bounds: tuple[object, object],
+    toxic: tuple[object, object, object],
+    *,
+    kinder_up: bool = False,
+) -> SearchStrategy[ToxicT]:
+    """Faults of `cls` on one of `targets` whose `option` is drawn within `bounds` (checked
+    against the option's own bound), shrinking toward the lower bound, or toward the upper one
+    when more is kinder (`kinder_up`); `toxic` is (streams, min_toxicity, max_toxicity)."""
+
+    def build() -> SearchStrategy[ToxicT]:
+        names = _targets(where, targets)
+        low, high = _bounds(where, cls, option, *bounds)
+        return st.builds(
+            lambda target, value, options: cls(target, **{option: value}, **options),
+            st.sampled_from(names),
+            _weaker_toward_max(low, high) if kinder_up else _between(low, high),
+            _toxic_options(where, *toxic),
+        )
+
+    return _lazy(build)
+
+
 # ----------------------------------------------------------------------- one kind per strategy
 def latencies(
     targets: Sequence[str],
@@ -196,18 +225,14 @@ def latencies(
 ) -> SearchStrategy[Latency]:
     """`Latency` faults of `min_value` to `max_value` milliseconds (no jitter) on one of
     `targets`, shrinking toward `min_value`."""
-
-    def build() -> SearchStrategy[Latency]:
-        names = _targets("latencies()", targets)
-        low, high = _bounds("latencies()", Latency, "ms", min_value, max_value)
-        return st.builds(
-            lambda target, ms, options: Latency(target, ms, **options),
-            st.sampled_from(names),
-            _between(low, high),
-            _toxic_options("latencies()", streams, min_toxicity, max_toxicity),
-        )
-
-    return _lazy(build)
+    return _toxic_faults(
+        "latencies()",
+        Latency,
+        "ms",
+        targets,
+        (min_value, max_value),
+        (streams, min_toxicity, max_toxicity),
+    )
 
 
 def jitters(
@@ -253,18 +278,15 @@ def bandwidths(
 ) -> SearchStrategy[Bandwidth]:
     """`Bandwidth` limits of `min_value` to `max_value` KB/s, shrinking toward `max_value`
     (the least harmful). 0 stops data entirely: allow it with `min_value=0`."""
-
-    def build() -> SearchStrategy[Bandwidth]:
-        names = _targets("bandwidths()", targets)
-        low, high = _bounds("bandwidths()", Bandwidth, "rate", min_value, max_value)
-        return st.builds(
-            lambda target, rate, options: Bandwidth(target, rate, **options),
-            st.sampled_from(names),
-            _weaker_toward_max(low, high),
-            _toxic_options("bandwidths()", streams, min_toxicity, max_toxicity),
-        )
-
-    return _lazy(build)
+    return _toxic_faults(
+        "bandwidths()",
+        Bandwidth,
+        "rate",
+        targets,
+        (min_value, max_value),
+        (streams, min_toxicity, max_toxicity),
+        kinder_up=True,
+    )
 
 
 def stalls(
@@ -278,18 +300,14 @@ def stalls(
 ) -> SearchStrategy[Stall]:
     """`Stall` faults (all data swallowed) closing the connection after `min_value` to
     `max_value` ms without data (0: never), shrinking toward `min_value`."""
-
-    def build() -> SearchStrategy[Stall]:
-        names = _targets("stalls()", targets)
-        low, high = _bounds("stalls()", Stall, "timeout", min_value, max_value)
-        return st.builds(
-            lambda target, timeout, options: Stall(target, timeout=timeout, **options),
-            st.sampled_from(names),
-            _between(low, high),
-            _toxic_options("stalls()", streams, min_toxicity, max_toxicity),
-        )
-
-    return _lazy(build)
+    return _toxic_faults(
+        "stalls()",
+        Stall,
+        "timeout",
+        targets,
+        (min_value, max_value),
+        (streams, min_toxicity, max_toxicity),
+    )
 
 
 def resets(
@@ -304,18 +322,14 @@ def resets(
     """`ResetPeer` faults: a connection's first data is swallowed and the connection reset
     `min_value` to `max_value` ms later, shrinking toward `min_value` (an immediate reset is
     a prompt error; a later one is a hang first)."""
-
-    def build() -> SearchStrategy[ResetPeer]:
-        names = _targets("resets()", targets)
-        low, high = _bounds("resets()", ResetPeer, "timeout", min_value, max_value)
-        return st.builds(
-            lambda target, timeout, options: ResetPeer(target, timeout=timeout, **options),
-            st.sampled_from(names),
-            _between(low, high),
-            _toxic_options("resets()", streams, min_toxicity, max_toxicity),
-        )
-
-    return _lazy(build)
+    return _toxic_faults(
+        "resets()",
+        ResetPeer,
+        "timeout",
+        targets,
+        (min_value, max_value),
+        (streams, min_toxicity, max_toxicity),
+    )
 
 
 def slow_closes(
@@ -329,18 +343,14 @@ def slow_closes(
 ) -> SearchStrategy[SlowClose]:
     """`SlowClose` faults holding each close back by `min_value` to `max_value` ms,
     shrinking toward `min_value`."""
-
-    def build() -> SearchStrategy[SlowClose]:
-        names = _targets("slow_closes()", targets)
-        low, high = _bounds("slow_closes()", SlowClose, "delay", min_value, max_value)
-        return st.builds(
-            lambda target, delay, options: SlowClose(target, delay, **options),
-            st.sampled_from(names),
-            _between(low, high),
-            _toxic_options("slow_closes()", streams, min_toxicity, max_toxicity),
-        )
-
-    return _lazy(build)
+    return _toxic_faults(
+        "slow_closes()",
+        SlowClose,
+        "delay",
+        targets,
+        (min_value, max_value),
+        (streams, min_toxicity, max_toxicity),
+    )
 
 
 def slicers(
@@ -390,18 +400,15 @@ def limit_datas(
 ) -> SearchStrategy[LimitData]:
     """`LimitData` faults closing connections after `min_value` to `max_value` bytes,
     shrinking toward `max_value` (more data gets through)."""
-
-    def build() -> SearchStrategy[LimitData]:
-        names = _targets("limit_datas()", targets)
-        low, high = _bounds("limit_datas()", LimitData, "bytes", min_value, max_value)
-        return st.builds(
-            lambda target, size, options: LimitData(target, size, **options),
-            st.sampled_from(names),
-            _weaker_toward_max(low, high),
-            _toxic_options("limit_datas()", streams, min_toxicity, max_toxicity),
-        )
-
-    return _lazy(build)
+    return _toxic_faults(
+        "limit_datas()",
+        LimitData,
+        "bytes",
+        targets,
+        (min_value, max_value),
+        (streams, min_toxicity, max_toxicity),
+        kinder_up=True,
+    )
 
 
 def dependency_downs(

@@ -22,12 +22,10 @@ through Hypothesis's `hypothesis` entry point, so the plugin itself never import
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pytest
-
-# On a Hypothesis test item: its function-scoped fixtures that are not safe across examples.
-unsafe_fixtures_key: pytest.StashKey[list[str]] = pytest.StashKey()
+if TYPE_CHECKING:
+    import pytest
 
 CI_PROFILE = "chaos-ci"
 
@@ -55,10 +53,13 @@ def _hypothesis_setup_hook() -> None:
 
 
 def settle(item: pytest.Item, example_safe: Collection[str]) -> None:
-    """Give the Hypothesis test `item`, which uses the chaos fixture or a fault, no deadline
-    and, when its only function-scoped fixtures are `example_safe` ones (`chaos` and the
-    service fixtures), no function-scoped-fixture health check (see the module's docstring)."""
+    """Give the Hypothesis test `item`, which uses chaos (the fixture, a fault marker or a
+    service), no deadline unless it chose one, and Hypothesis's function-scoped-fixture health
+    check for its own fixtures only (`example_safe`: `chaos` and the service fixtures are
+    not); see the module's docstring."""
     from hypothesis import HealthCheck, settings
+
+    from pytest_chaos._keys import unsafe_fixtures_key
 
     test = getattr(item, "obj", None)
     function: Any = getattr(test, "__func__", test)
@@ -83,6 +84,8 @@ def settle(item: pytest.Item, example_safe: Collection[str]) -> None:
 def unsafe_fixtures_message(item: pytest.Item) -> str | None:
     """Hypothesis's function-scoped-fixture health check, naming the test's own fixtures
     only: the message to fail the test with before its body runs, or None."""
+    from pytest_chaos._keys import unsafe_fixtures_key
+
     unsafe = item.stash.get(unsafe_fixtures_key, None)
     if not unsafe:
         return None

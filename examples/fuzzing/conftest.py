@@ -11,6 +11,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 import redis
+from catalogue import CENTS, SKU
 from prices import Settings
 
 from pytest_chaos.services import (
@@ -19,9 +20,6 @@ from pytest_chaos.services import (
     redis_service,
     service_fixture,
 )
-
-SKU = "espresso"
-CENTS = 250
 
 redis_server = service_fixture(redis_service(), name="redis_server")
 postgres_server = service_fixture(postgres_service(), name="postgres_server")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 import redis
-from conftest import CENTS, SKU
+from catalogue import CENTS, SKU
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from prices import FragilePriceService, PriceService, Settings, lookup

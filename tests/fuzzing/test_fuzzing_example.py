@@ -90,7 +90,7 @@ CHECKS = dedent(
 
 def test_fuzzing_shrinks_the_bug_to_the_weakest_two_faults(pytester: pytest.Pytester) -> None:
     make_ini(pytester, "chaos_services = local")
-    for name in ("conftest.py", "prices.py", "test_prices.py"):
+    for name in ("conftest.py", "catalogue.py", "prices.py", "test_prices.py"):
         (pytester.path / name).write_text((EXAMPLE / name).read_text())
     pytester.makepyfile(test_shrunk=CHECKS)
     result = pytester.runpytest_subprocess("-s", "test_shrunk.py")

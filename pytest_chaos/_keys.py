@@ -24,3 +24,5 @@ dns_key: pytest.StashKey[DnsSession] = pytest.StashKey()
 # On a test item: its marker faults, and its `chaos` object.
 marked_key: pytest.StashKey[list[MarkedFault]] = pytest.StashKey()
 chaos_key: pytest.StashKey[Chaos] = pytest.StashKey()
+# On a Hypothesis test item: its function-scoped fixtures that are not safe across examples.
+unsafe_fixtures_key: pytest.StashKey[list[str]] = pytest.StashKey()

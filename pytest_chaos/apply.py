@@ -199,7 +199,7 @@ def apply_proxy_fault(fault: Fault, client: ToxiproxyClient, names: ToxicNames) 
                 attributes=attributes,
             )
             applied.undo.append(
-                lambda name=toxic_name: client.remove_toxic(fault.target, name)  # type: ignore[misc]
+                lambda name=toxic_name: _remove_toxic(client, names, fault.target, name)  # type: ignore[misc]
             )
         if isinstance(fault, Down) and fault.mode == "refuse":
             client.update_proxy(fault.target, enabled=False)
@@ -208,6 +208,13 @@ def apply_proxy_fault(fault: Fault, client: ToxiproxyClient, names: ToxicNames) 
         applied.revert()
         raise
     return applied
+
+
+def _remove_toxic(client: ToxiproxyClient, names: ToxicNames, proxy: str, name: str) -> None:
+    try:
+        client.remove_toxic(proxy, name)
+    finally:
+        names.release(proxy, name)
 
 
 def _enable(client: ToxiproxyClient, proxy: str) -> None:

@@ -8,7 +8,7 @@ so they take exactly the markers' arguments.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, overload
 
 import pytest_chaos.dns.applier  # noqa: F401  (registers how DNS failures are applied)
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from pytest_chaos.dns.lookups import Lookup
     from pytest_chaos.dns.session import DnsServerInfo, DnsSession, NameHandle
     from pytest_chaos.load import Load
+    from pytest_chaos.schedules import Application, Schedule, Step
     from pytest_chaos.services.fixtures import RunningService, ServiceRegistry
 
 P = ParamSpec("P")
@@ -103,6 +104,9 @@ class Chaos:
     duplicate = FaultMethod(Duplicate)
     reorder = FaultMethod(Reorder)
     corrupt = FaultMethod(Corrupt)
+
+    # The Hypothesis example the record is of (see begin_example); None outside Hypothesis.
+    example_key: object = None
 
     def __init__(
         self,
@@ -253,6 +257,44 @@ class Chaos:
         if problem is not None:
             raise FaultError(problem)
         return self.fault(fault)
+
+    # -- faults for a block, and Hypothesis examples
+    def apply(
+        self,
+        faults: Fault | Schedule | Iterable[Fault] | Iterable[Step],
+        *,
+        seed: int | None = None,
+    ) -> Application:
+        """`with chaos.apply(x):` applies a fault, an iterable of faults (all at once) or a
+        `Schedule` (each step at its offset, on a timer) for the block, and reverts them all at
+        its end. Inside a Hypothesis example, the example's first block seeds the engine (with
+        `seed`, the schedule's seed, or one drawn from the example) and starts a fresh record;
+        see `pytest_chaos.schedules`."""
+        __tracebackhide__ = True
+        from pytest_chaos.schedules import Application
+
+        return Application(self, faults, seed=seed)
+
+    def begin_example(self, seed: int | None, *, key: object, note: str | None = None) -> None:
+        """Start the record of one Hypothesis example (`key`: its build context): the engine
+        seeded with `seed` and its connections numbered from 1 again, toxic names numbered
+        afresh, and the timeline and events from now only, so that a failing test shows the
+        final (shrunk) example."""
+        self.example_key = key
+        self.toxic_names.begin_example()
+        if self._has_events:
+            if seed is not None:
+                self.client.set_seed(seed)
+            _, self._events_since = self.client.events(since=AFTER_EVERYTHING)
+        self._applied = [applied for applied in self._applied if applied.active]
+        self.started_at = time.monotonic()
+        self._timeline = Timeline(
+            self.started_at,
+            self.test_seed if seed is None else seed,
+            note=note,
+            replay=self._timeline.replay,
+            origin="example",
+        )
 
     # -- services
     @property

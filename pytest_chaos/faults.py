@@ -121,14 +121,25 @@ class Fault:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "target"}
 
     def __str__(self) -> str:
+        return f"{self.kind}({', '.join([repr(self.target), *self._shown_options()])})"
+
+    def _shown_options(self) -> list[str]:
         # The fault's own options first, inherited ones (stream, toxicity) last; options left
         # at their defaults are not shown.
-        shown = [
+        return [
             f"{f.name}={getattr(self, f.name)!r}"
             for f in ordered_fields(type(self))
             if not _is_default(self, f)
         ]
-        return f"{self.kind}({', '.join([repr(self.target), *shown])})"
+
+    def as_python(self) -> str:
+        """The call that builds this fault again, options at their defaults left out:
+        `Latency('redis', ms=200)`. Hypothesis prints faults this way (`_repr_pretty_`), so
+        that a falsifying example can be pasted into `@example(...)`."""
+        return f"{type(self).__name__}({', '.join([repr(self.target), *self._shown_options()])})"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(self.as_python())
 
 
 def _is_default(fault: Fault, f: dataclasses.Field[Any]) -> bool:

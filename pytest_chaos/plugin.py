@@ -73,6 +73,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         session.config.stash[process_key] = process
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    runner.settle_hypothesis_tests(items)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
     """Before any fixture of the test, its services are made current; once its fixtures are

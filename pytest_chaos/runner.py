@@ -48,6 +48,20 @@ def _declared_service_fixtures() -> tuple[str, ...]:
     return tuple(name for names in module.DECLARED.values() for name in names)
 
 
+def settle_hypothesis_tests(items: list[pytest.Item]) -> None:
+    """Hypothesis tests that use chaos get no deadline, and no function-scoped-fixture health
+    check for `chaos` (see `hypothesis_settings`). Hypothesis is only looked at when a test
+    module has imported it already."""
+    if "hypothesis" not in sys.modules:
+        return
+    from pytest_chaos.hypothesis_settings import settle
+
+    example_safe = ("chaos", *_declared_service_fixtures())
+    for item in items:
+        if uses_chaos(item):
+            settle(item, example_safe)
+
+
 # ------------------------------------------------------------------------------ services
 def begin_services(item: pytest.Item) -> ServiceRegistry | None:
     """The session's service registry with this test's services made current (serving again,
@@ -150,6 +164,12 @@ def check_call_markers(item: pytest.Item) -> None:
 @contextmanager
 def faults_around_call(item: pytest.Item) -> Iterator[None]:
     """The markers' faults applied around the test body only, and always reverted."""
+    if "hypothesis" in sys.modules:
+        from pytest_chaos.hypothesis_settings import unsafe_fixtures_message
+
+        unsafe = unsafe_fixtures_message(item)
+        if unsafe is not None:
+            fail(unsafe)
     marked = item.stash.get(marked_key, [])
     chaos = item.stash.get(chaos_key, None)
     if chaos is None or not marked:

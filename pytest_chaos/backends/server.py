@@ -33,20 +33,51 @@ class ToxicNames:
     """
 
     PREFIX = "chaos_"
+    # The name space of toxics applied by `chaos.apply` in an example of a property-based test.
+    EXAMPLE = "example_"
 
     def __init__(self, worker: str | None = None) -> None:
         self._counter = 0
         self._stem = f"{self.PREFIX}{worker}_" if worker else self.PREFIX
         # (proxy, toxic name) of every name handed out, for the clean-up at session end.
         self.issued: set[tuple[str, str]] = set()
+        # In a Hypothesis example: (proxy, toxic name) of the example's toxics still applied.
+        self._held: set[tuple[str, str]] | None = None
 
     def begin_test(self) -> None:
         """Number from 1 again: a test gets the same names alone as inside the suite."""
         self._counter = 0
+        self._stem = self._stem.removesuffix(self.EXAMPLE)
+        self._held = None
+
+    def begin_example(self) -> None:
+        """Name the toxics of a Hypothesis example in a name space of their own
+        (`chaos_example_<type>_<stream>_<n>`), without clashing with the toxics the test itself
+        still has applied (markers, `chaos.inject`). `n` is the lowest number free among the
+        example's toxics applied at that moment (`release` frees one), so a toxic's name, and
+        so its seeded draws, depends neither on the examples before nor on faults that came and
+        went earlier in the example: dropping one while shrinking leaves the others' draws be."""
+        self._counter = 0
+        if not self._stem.endswith(self.EXAMPLE):
+            self._stem += self.EXAMPLE
+        self._held = set()
+
+    def release(self, proxy: str, name: str) -> None:
+        """The toxic `name` of `proxy` was removed: an example may give its name again."""
+        if self._held is not None:
+            self._held.discard((proxy, name))
 
     def next(self, proxy: str, toxic_type: str, stream: str) -> str:
-        """A new name for a toxic of `toxic_type` on `proxy`'s `stream`, remembered for the clean-
-        up."""
+        """A new name for a toxic of `toxic_type` on `proxy`'s `stream`, remembered so that
+        the session's clean-up can remove it."""
+        if self._held is not None:
+            number = 1
+            while (proxy, f"{self._stem}{toxic_type}_{stream}_{number}") in self._held:
+                number += 1
+            name = f"{self._stem}{toxic_type}_{stream}_{number}"
+            self._held.add((proxy, name))
+            self.issued.add((proxy, name))
+            return name
         self._counter += 1
         name = f"{self._stem}{toxic_type}_{stream}_{self._counter}"
         self.issued.add((proxy, name))

@@ -41,6 +41,8 @@ class Timeline:
     replay: str | None = None
     # Other sources of events, their lines merged with the engine's by time.
     sources: list[TimelineSource] = field(default_factory=list)
+    # What the times count from: the test, or the example of a Hypothesis test shown.
+    origin: str = "test"
 
     def entries(self) -> list[tuple[float, str]]:
         """(seconds from the test's start, one line) for every fault change and connection
@@ -58,7 +60,7 @@ class Timeline:
 
     def render(self) -> str:
         """The text a failing test shows: one line per fault change and connection event."""
-        lines = [f"times from the start of the test; seed {self.seed}"]
+        lines = [f"times from the start of the {self.origin}; seed {self.seed}"]
         lines += [f"{offset:+9.3f}s  {text}" for offset, text in self.entries()]
         if self.note:
             lines.append(self.note)

@@ -201,6 +201,14 @@ class Load:
             self._next_slot = slot + 1.0 / self.rate
         return slot
 
+    def _started(self, start: float) -> None:
+        """A call started at `start`: the next one waits 1/rate from then. A worker woken
+        late from its wait (a busy machine) must not let the next call follow at once."""
+        if self.rate is None:
+            return
+        with self._slot_lock:
+            self._next_slot = max(self._next_slot, start + 1.0 / self.rate)
+
     def _run_thread(self, worker: _Worker) -> None:
         call, clock, stopping, rate = self.call, time.monotonic, self._stopping, self.rate
         while not stopping.is_set():
@@ -211,6 +219,7 @@ class Load:
             start = clock()
             if start >= self._deadline:
                 return
+            self._started(start)
             worker.current = start
             error: str | None = None
             try:
@@ -279,6 +288,7 @@ class Load:
             start = clock()
             if start >= self._deadline:
                 return
+            self._started(start)
             worker.current = start
             error: str | None = None
             try:

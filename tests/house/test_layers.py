@@ -29,12 +29,14 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("engine", ("pytest_chaos.engine",)),
     ("backends", ("pytest_chaos.backends",)),
     ("host names and DNS", ("pytest_chaos.dns",)),
+    ("in-process HTTP", ("pytest_chaos.http",)),
     ("services", ("pytest_chaos.services",)),
     (
         "applying and reading faults",
         (
             "pytest_chaos.apply",
             "pytest_chaos.dns.applier",
+            "pytest_chaos.http.applier",
             "pytest_chaos.markers",
             "pytest_chaos.wire",
             "pytest_chaos.recorders",

@@ -4,9 +4,7 @@ after it. Delays of several matching toxics add up; an answered request is answe
 
 from __future__ import annotations
 
-import random
-
-from pytest_chaos.engine.http_toxics.base import HttpToxic, RequestPlan
+from pytest_chaos.engine.http_toxics.base import HttpToxic
 from pytest_chaos.engine.toxics.base import register
 from pytest_chaos.faults import HttpDelay
 
@@ -15,9 +13,3 @@ from pytest_chaos.faults import HttpDelay
 class HttpDelayToxic(HttpToxic):
     type_name = "http_delay"
     fault_class = HttpDelay
-
-    def consider(self, plan: RequestPlan, name: str, rng: random.Random) -> None:
-        fault = self.fault
-        assert isinstance(fault, HttpDelay)
-        plan.delay += fault.delay_seconds(rng.random)
-        plan.note(name, self.type_name)

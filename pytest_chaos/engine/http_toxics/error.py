@@ -3,9 +3,7 @@ passing them to the upstream; each with `probability`, only the first `first` wh
 
 from __future__ import annotations
 
-import random
-
-from pytest_chaos.engine.http_toxics.base import HttpToxic, RequestPlan
+from pytest_chaos.engine.http_toxics.base import HttpToxic
 from pytest_chaos.engine.toxics.base import register
 from pytest_chaos.faults import HttpError
 
@@ -14,12 +12,3 @@ from pytest_chaos.faults import HttpError
 class HttpErrorToxic(HttpToxic):
     type_name = "http_error"
     fault_class = HttpError
-
-    def consider(self, plan: RequestPlan, name: str, rng: random.Random) -> None:
-        fault = self.fault
-        assert isinstance(fault, HttpError)
-        # The first error or abort that fires decides; later ones still count the request.
-        if plan.answer_by is None and plan.cut_by is None and fault.fires(self.matched, rng.random):
-            plan.answer_by = name
-            plan.error = fault
-            plan.note(name, self.type_name)

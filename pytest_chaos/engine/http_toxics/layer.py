@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import h11
 
-from pytest_chaos.engine.http_toxics.base import HttpToxic, RequestPlan
+from pytest_chaos.engine.http_toxics.base import HttpToxic
 from pytest_chaos.engine.http_toxics.parsing import (
     AnswerReader,
     End,
@@ -38,7 +38,7 @@ from pytest_chaos.engine.http_toxics.parsing import (
     Raw,
     RequestReader,
 )
-from pytest_chaos.faults import HttpError
+from pytest_chaos.faults import RequestPlan, plan_request
 
 if TYPE_CHECKING:
     from pytest_chaos.engine.connection import Connection
@@ -77,7 +77,7 @@ class Exchange:
 
     @property
     def answered_here(self) -> bool:
-        return self.plan.answer_by is not None
+        return self.plan.error is not None
 
 
 class HttpLayer:
@@ -120,16 +120,13 @@ class HttpLayer:
             self._flush()
 
     def _plan(self, method: str, target: str, headers: list[tuple[str, str]]) -> RequestPlan:
-        plan = RequestPlan()
+        states = []
         for setting in self.toxics:
             toxic = setting.toxic
             assert isinstance(toxic, HttpToxic)
-            if not self._acts_here(setting) or not toxic.selects.matches(method, target, headers):
-                continue
-            toxic.matched += 1
-            draws = toxic.draws(self.proxy.seed, self.proxy.name, setting.name)
-            toxic.consider(plan, setting.name, draws)
-        return plan
+            if self._acts_here(setting):
+                states.append(toxic.state(self.proxy.seed, self.proxy.name, setting.name))
+        return plan_request(states, method, target, headers)
 
     def _acts_here(self, setting: ToxicSetting) -> bool:
         """The toxicity roll: whether the toxic acts on this connection (as for plain toxics,
@@ -250,7 +247,7 @@ class HttpLayer:
     def _answer(self, exchange: Exchange, *, close: bool) -> None:
         """Write the answer of the `http_error` that took `exchange`; it goes out in turn."""
         fault = exchange.plan.error
-        assert isinstance(fault, HttpError)
+        assert fault is not None
         assert self.reader is not None
         data, must_close = self.reader.answer(
             fault.status, fault.reason, fault.answer_headers(), fault.answer_body(), close=close
@@ -328,7 +325,8 @@ class HttpLayer:
         rest = data
         while rest and self.answers_parsed and self.awaiting:
             exchange = self.awaiting[0]
-            if exchange.plan.cut_by is not None and exchange.plan.after_bytes == 0:
+            abort = exchange.plan.abort
+            if abort is not None and abort.after_bytes == 0:
                 self._cut(exchange)
                 return
             if exchange.reader is None:
@@ -349,10 +347,11 @@ class HttpLayer:
                 exchange.status = piece.message.status_code
                 exchange.retry_after = retry_after_seconds(piece.message.headers)
             elif isinstance(piece, Raw):
-                if piece.in_head or exchange.plan.cut_by is None:
+                abort = exchange.plan.abort
+                if piece.in_head or abort is None:
                     exchange.out.append(piece.data)
                     continue
-                room = exchange.plan.after_bytes - exchange.body_bytes
+                room = abort.after_bytes - exchange.body_bytes
                 exchange.out.append(piece.data[:room])
                 exchange.body_bytes += min(room, len(piece.data))
                 if len(piece.data) > room:

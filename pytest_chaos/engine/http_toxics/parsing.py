@@ -74,7 +74,7 @@ def request_line_problem(buffer: bytes | bytearray) -> str | None:
             return None
         return f"not an HTTP/1.x request: {data[:40]!r}"
     if _REQUEST_LINE.fullmatch(data[: end + 1]) is None:
-        return f"not an HTTP/1.x request line: {data[: min(end, 60)]!r}"
+        return f"not an HTTP/1.x request line: {_first_line(data, end)!r}"
     return None
 
 
@@ -87,8 +87,13 @@ def status_line_problem(buffer: bytes | bytearray) -> str | None:
             return None
         return f"not an HTTP/1.x answer: {data[:40]!r}"
     if _STATUS_LINE.fullmatch(data[: end + 1]) is None:
-        return f"not an HTTP/1.x status line: {data[: min(end, 60)]!r}"
+        return f"not an HTTP/1.x status line: {_first_line(data, end)!r}"
     return None
+
+
+def _first_line(data: bytes, end: int) -> bytes:
+    """The first line (up to 60 bytes of it, for a message), without its line break."""
+    return data[: min(end, 60)].rstrip(b"\r")
 
 
 class MessageReader(abc.ABC):

@@ -491,7 +491,8 @@ def assert_http_retries(
     first_tries = sum(tries[id(request)] == 1 for request in requests)
     if calls is not None and first_tries != calls:
         raise _fail(
-            f"Expected {calls} calls and their retries, saw {first_tries} first tries in"
+            f"Expected {calls} call{'' if calls == 1 else 's'} and their retries, saw"
+            f" {first_tries} first tr{'y' if first_tries == 1 else 'ies'} in"
             f" {len(requests)} requests.",
             [
                 _http_line(chaos, r) + ("" if tries[id(r)] == 1 else f" (try {tries[id(r)]})")

@@ -21,7 +21,9 @@ from tests.assertions.helpers import assert_message
 from tests.http.servers import Upstream
 
 CALLS = 12
-POLICY = Exponential.tenacity(multiplier=0.02, max=0.16)
+POLICY = Exponential.tenacity(multiplier=0.05, max=0.4)
+# Generous: the machine is shared and noisy; the claim is that the wire shows the backoff.
+TOLERANCE = 0.15
 
 
 def retrying(wait: tenacity.wait.wait_base) -> tenacity.Retrying:
@@ -37,7 +39,7 @@ def retrying(wait: tenacity.wait.wait_base) -> tenacity.Retrying:
 def test_a_retried_client_against_half_its_requests_failing(
     chaos: Chaos, api_url: str, upstream: Upstream
 ) -> None:
-    retry = retrying(tenacity.wait_exponential(multiplier=0.02, max=0.16))
+    retry = retrying(tenacity.wait_exponential(multiplier=0.05, max=0.4))
     with httpx.Client(base_url=api_url, timeout=10) as http:
         for call in range(CALLS):
             assert retry(http.get, f"/items/{call}").status_code == 200
@@ -53,7 +55,9 @@ def test_a_retried_client_against_half_its_requests_failing(
     ]
     assert retried  # with 12 calls at 0.5, all passing at the first try has odds of 1 in 4096
     for call in retried:
-        assert_backoff(http_attempts(chaos, "api", path=f"/items/{call}"), POLICY, tolerance=0.05)
+        assert_backoff(
+            http_attempts(chaos, "api", path=f"/items/{call}"), POLICY, tolerance=TOLERANCE
+        )
 
 
 def wait_for_retry_after(state: tenacity.RetryCallState) -> float:

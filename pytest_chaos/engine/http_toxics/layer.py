@@ -22,7 +22,7 @@ import email.utils
 import random
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -50,6 +50,7 @@ CLIENT = "client"
 # (whose toxics may hold them) before it resets the connection anyway, and how often it looks.
 ABORT_FLUSH_SECONDS = 5.0
 ABORT_POLL_SECONDS = 0.001
+TIMER_RESOLUTION = 0.001
 
 
 @dataclass(eq=False)
@@ -104,8 +105,8 @@ class HttpLayer:
         self.closed = False
         # The gate: (not before, bytes or None for the client's FIN, exchange) for upstream.
         self.held: deque[tuple[float, bytes | None, Exchange | None]] = deque()
-        self._gate_timer: asyncio.TimerHandle | None = None
-        self._answer_timer: asyncio.TimerHandle | None = None
+        self._gate_timer: asyncio.Handle | None = None
+        self._answer_timer: asyncio.Handle | None = None
 
     # -- toxics
     def set_toxics(self, settings: Sequence[ToxicSetting]) -> None:
@@ -306,12 +307,19 @@ class HttpLayer:
 
     def _arm_gate(self) -> None:
         if self._gate_timer is None and self.held and not self.closed:
-            wait = max(0.0, self.held[0][0] - time.monotonic())
-            self._gate_timer = self.loop.call_later(wait, self._release)
+            self._gate_timer = self._call_at(self.held[0][0], self._release)
+
+    def _call_at(self, due: float, callback: Callable[[], None]) -> asyncio.Handle:
+        """Call `callback` at `due` (`time.monotonic()`), never before: the loop's timers
+        round to the millisecond (uvloop), so the last millisecond is waited out turn by turn
+        of the loop rather than by a timer that could fire a millisecond late."""
+        wait = due - time.monotonic()
+        if wait <= TIMER_RESOLUTION:
+            return self.loop.call_soon(callback)
+        return self.loop.call_later(wait - TIMER_RESOLUTION, callback)
 
     def _release(self, *, force: bool = False) -> None:
         self._gate_timer = None
-        # Timers may fire up to a millisecond early (uvloop rounds them): re-armed then.
         now = time.monotonic()
         while self.held and not self.closed and (force or self.held[0][0] <= now):
             _, data, exchange = self.held.popleft()
@@ -408,7 +416,7 @@ class HttpLayer:
         while self.pending and not self.closed:
             exchange = self.pending[0]
             if exchange.answered_here and exchange.release_at > now:
-                self._arm_answer(exchange.release_at - now)
+                self._arm_answer(exchange.release_at)
                 return
             for chunk in exchange.out:
                 self.down.feed(chunk)
@@ -428,9 +436,9 @@ class HttpLayer:
         if self.server_eof and (not self.pending or not self.pending[0].answered_here):
             self._send_eof()
 
-    def _arm_answer(self, wait: float) -> None:
+    def _arm_answer(self, due: float) -> None:
         if self._answer_timer is None:
-            self._answer_timer = self.loop.call_later(wait, self._answer_due)
+            self._answer_timer = self._call_at(due, self._answer_due)
 
     def _answer_due(self) -> None:
         self._answer_timer = None

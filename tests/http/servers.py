@@ -206,3 +206,59 @@ def scripted_server(answers: list[list[bytes]]) -> Iterator[Scripted]:
         stop.set()
         thread.join(5)
         listener.close()
+
+
+@contextmanager
+def answering_server() -> Iterator[Scripted]:
+    """A raw server that answers each request with the bytes its `x-answer` header holds in
+    hex, as they are (requests framed with h11, every byte received recorded)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    host, port = listener.getsockname()[:2]
+    answering = Scripted(host, port)
+    stop = threading.Event()
+
+    def serve(sock: socket.socket, received: bytearray) -> None:
+        reader = h11.Connection(h11.SERVER)
+        answer = b""
+        with sock:
+            while not stop.is_set():
+                try:
+                    data = sock.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                received += data
+                reader.receive_data(data)
+                while isinstance(event := reader.next_event(), h11.Event):
+                    if isinstance(event, h11.Request):
+                        answer = bytes.fromhex(dict(event.headers)[b"x-answer"].decode())
+                    elif isinstance(event, h11.EndOfMessage):
+                        sock.sendall(answer)
+                        rest = reader.trailing_data[0]
+                        reader = h11.Connection(h11.SERVER)
+                        if rest:
+                            reader.receive_data(rest)
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                sock, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            sock.settimeout(None)
+            received = bytearray()
+            answering.received.append(received)
+            threading.Thread(target=serve, args=(sock, received), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield answering
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()

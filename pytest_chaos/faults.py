@@ -976,6 +976,15 @@ class RequestPlan:
                 return kind
         return None
 
+    def recorded(self) -> dict[str, Any]:
+        """The fields of an `http_request` event that say what the faults did: `fault`,
+        `toxics` (the names that acted) and `delay_ms`."""
+        return {
+            "fault": self.fault,
+            "toxics": list(self.acted),
+            "delay_ms": round(self.delay * 1000, 3),
+        }
+
 
 def plan_request(
     states: Iterable[HttpFaultState], method: str, target: str, headers: list[tuple[str, str]]

@@ -74,7 +74,6 @@ class _ChaosMiddleware:
         return _Seen(method, target, arrived, APPS.plan(self.name, method, target, headers))
 
     def _record(self, seen: _Seen) -> None:
-        plan = seen.plan
         APPS.record(
             time=seen.arrived,
             proxy=self.name,
@@ -82,9 +81,7 @@ class _ChaosMiddleware:
             path=seen.target,
             status=seen.status,
             reached_upstream=seen.reached,
-            fault=plan.fault,
-            toxics=tuple(plan.acted),
-            delay_ms=round(plan.delay * 1000, 3),
+            **seen.plan.recorded(),
             retry_after=seen.retry_after,
             outcome=seen.outcome,
             until=time.monotonic(),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -146,43 +146,15 @@ class Scripted:
 
 
 @contextmanager
-def scripted_server(answers: list[list[bytes]]) -> Iterator[Scripted]:
-    """A raw server whose n-th request (over all connections) gets `answers[n]`, written as
-    the given pieces, one `sendall` each (`CLOSE`: close the connection there); requests are
-    framed with h11, every byte received recorded."""
+def _threaded_server(
+    serve: Callable[[socket.socket, bytearray, threading.Event], None],
+) -> Iterator[Scripted]:
+    """A loopback listener whose every connection gets a thread running `serve(sock,
+    received, stop)`, `received` being that connection's record of what it sent."""
     listener = socket.create_server(("127.0.0.1", 0))
     host, port = listener.getsockname()[:2]
-    scripted = Scripted(host, port)
-    script = iter(answers)
-    lock = threading.Lock()
+    server = Scripted(host, port)
     stop = threading.Event()
-
-    def serve(sock: socket.socket, received: bytearray) -> None:
-        reader = h11.Connection(h11.SERVER)
-        with sock:
-            while not stop.is_set():
-                try:
-                    data = sock.recv(65536)
-                except OSError:
-                    return
-                if not data:
-                    return
-                received += data
-                reader.receive_data(data)
-                while isinstance(event := reader.next_event(), h11.Event):
-                    if not isinstance(event, h11.EndOfMessage):
-                        continue
-                    with lock:
-                        pieces = next(script, [NO_SCRIPT])
-                    for piece in pieces:
-                        if piece is CLOSE:
-                            return
-                        sock.sendall(piece)
-                    # The script knows its answers' framing: h11 only frames the requests.
-                    rest = reader.trailing_data[0]
-                    reader = h11.Connection(h11.SERVER)
-                    if rest:  # (b"" would tell h11 the connection closed)
-                        reader.receive_data(rest)
 
     def accept() -> None:
         listener.settimeout(0.1)
@@ -195,70 +167,82 @@ def scripted_server(answers: list[list[bytes]]) -> Iterator[Scripted]:
                 return
             sock.settimeout(None)  # not the listener's polling timeout
             received = bytearray()
-            scripted.received.append(received)
-            threading.Thread(target=serve, args=(sock, received), daemon=True).start()
+            server.received.append(received)
+            threading.Thread(target=serve, args=(sock, received, stop), daemon=True).start()
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
     try:
-        yield scripted
+        yield server
     finally:
         stop.set()
         thread.join(5)
         listener.close()
+
+
+def _serve_requests(
+    sock: socket.socket,
+    received: bytearray,
+    stop: threading.Event,
+    answer: Callable[[h11.Request], list[bytes]],
+) -> None:
+    """Read requests with h11 and write `answer(request)`'s pieces for each, one `sendall`
+    each (`CLOSE`: close the connection there), recording every byte received."""
+    reader = h11.Connection(h11.SERVER)
+    request: h11.Request | None = None
+    with sock:
+        while not stop.is_set():
+            try:
+                data = sock.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            received += data
+            reader.receive_data(data)
+            while isinstance(event := reader.next_event(), h11.Event):
+                if isinstance(event, h11.Request):
+                    request = event
+                if not isinstance(event, h11.EndOfMessage) or request is None:
+                    continue
+                for piece in answer(request):
+                    if piece is CLOSE:
+                        return
+                    sock.sendall(piece)
+                # The answers bring their own framing: h11 only frames the requests.
+                rest = reader.trailing_data[0]
+                reader = h11.Connection(h11.SERVER)
+                if rest:  # (b"" would tell h11 the connection closed)
+                    reader.receive_data(rest)
+
+
+@contextmanager
+def scripted_server(answers: list[list[bytes]]) -> Iterator[Scripted]:
+    """A raw server whose n-th request (over all connections) gets `answers[n]`, written as
+    the given pieces, one `sendall` each (`CLOSE`: close the connection there); requests are
+    framed with h11, every byte received recorded."""
+    script = iter(answers)
+    lock = threading.Lock()
+
+    def next_answer(request: h11.Request) -> list[bytes]:
+        with lock:
+            return next(script, [NO_SCRIPT])
+
+    with _threaded_server(
+        lambda sock, received, stop: _serve_requests(sock, received, stop, next_answer)
+    ) as server:
+        yield server
 
 
 @contextmanager
 def answering_server() -> Iterator[Scripted]:
     """A raw server that answers each request with the bytes its `x-answer` header holds in
     hex, as they are (requests framed with h11, every byte received recorded)."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    host, port = listener.getsockname()[:2]
-    answering = Scripted(host, port)
-    stop = threading.Event()
 
-    def serve(sock: socket.socket, received: bytearray) -> None:
-        reader = h11.Connection(h11.SERVER)
-        answer = b""
-        with sock:
-            while not stop.is_set():
-                try:
-                    data = sock.recv(65536)
-                except OSError:
-                    return
-                if not data:
-                    return
-                received += data
-                reader.receive_data(data)
-                while isinstance(event := reader.next_event(), h11.Event):
-                    if isinstance(event, h11.Request):
-                        answer = bytes.fromhex(dict(event.headers)[b"x-answer"].decode())
-                    elif isinstance(event, h11.EndOfMessage):
-                        sock.sendall(answer)
-                        rest = reader.trailing_data[0]
-                        reader = h11.Connection(h11.SERVER)
-                        if rest:
-                            reader.receive_data(rest)
+    def asked(request: h11.Request) -> list[bytes]:
+        return [bytes.fromhex(dict(request.headers)[b"x-answer"].decode())]
 
-    def accept() -> None:
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                sock, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            sock.settimeout(None)
-            received = bytearray()
-            answering.received.append(received)
-            threading.Thread(target=serve, args=(sock, received), daemon=True).start()
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield answering
-    finally:
-        stop.set()
-        thread.join(5)
-        listener.close()
+    with _threaded_server(
+        lambda sock, received, stop: _serve_requests(sock, received, stop, asked)
+    ) as server:
+        yield server

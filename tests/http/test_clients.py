@@ -88,13 +88,12 @@ def test_delay(client: str, api_url: str, chaos: Chaos) -> None:
     started = time.monotonic()
     assert CLIENTS[client](f"{api_url}/search?q=a")[0] == 200
     slow = time.monotonic() - started
-    started = time.monotonic()
     assert CLIENTS[client](f"{api_url}/other")[0] == 200
-    fast = time.monotonic() - started
     assert slow >= 0.3
-    assert fast < slow - 0.2
+    # Only /search was held (timing the other one would measure the shared machine).
     searched, other = http_requests(chaos, "api")
-    assert (searched.fault, searched.delay_ms, other.fault) == ("http_delay", 300.0, None)
+    assert (searched.fault, searched.delay_ms) == ("http_delay", 300.0)
+    assert (other.fault, other.delay_ms) == (None, 0.0)
 
 
 @pytest.mark.http_abort("api", after_bytes=10)

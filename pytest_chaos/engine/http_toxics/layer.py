@@ -468,7 +468,6 @@ class HttpLayer:
         if exchange.recorded:
             return
         exchange.recorded = True
-        plan = exchange.plan
         self.proxy.events.record(
             "http_request",
             proxy=self.proxy.name,
@@ -478,9 +477,7 @@ class HttpLayer:
             path=exchange.target,
             status=exchange.status,
             reached_upstream=exchange.reached_upstream,
-            fault=plan.fault,
-            toxics=list(plan.acted),
-            delay_ms=round(plan.delay * 1000, 3),
+            **exchange.plan.recorded(),
             retry_after=exchange.retry_after,
             outcome=outcome,
             until=time.monotonic(),

@@ -73,7 +73,7 @@ class Exchange:
     close_after: bool = False
     body_bytes: int = 0
     cut: bool = False
-    reader: AnswerReader | None = None
+    answer_started: bool = False
     recorded: bool = False
 
     @property
@@ -94,6 +94,7 @@ class HttpLayer:
         self._rolls: dict[tuple[str, float], bool] = {}
         # None once the client's bytes are no longer parsed (then passed as they are).
         self.reader: RequestReader | None = RequestReader()
+        self.answers = AnswerReader()
         self.current: Exchange | None = None  # the request being read
         self.pending: deque[Exchange] = deque()  # answers owed to the client, in order
         self.awaiting: deque[Exchange] = deque()  # passed upstream, answer not complete
@@ -176,23 +177,23 @@ class HttpLayer:
     def _from_client(self, data: bytes) -> None:
         if self.swallowing:
             return
-        rest: bytes | None = data
-        while rest is not None and not self.swallowing:
-            reader = self.reader
-            if reader is None:
-                self._pass_up(rest, None)
-                return
-            now = time.monotonic()
-            if reader.started_at is None and rest:
-                reader.started_at = now
-            pieces, rest = reader.feed(rest), None
-            rest = self._request_pieces(pieces, now)
+        reader = self.reader
+        if reader is None:
+            self._pass_up(data, None)
+            return
+        now = time.monotonic()
+        if reader.started_at is None:
+            reader.started_at = now
+        pieces = reader.feed(data)
+        while pieces and not self.swallowing:
+            pieces = self._request_pieces(pieces, now)
 
-    def _request_pieces(self, pieces: list[Piece], now: float) -> bytes | None:
-        """Act on a request reader's pieces; the bytes after a complete request, if any."""
+    def _request_pieces(self, pieces: list[Piece], now: float) -> list[Piece]:
+        """Act on a request reader's pieces; after a complete request, the pieces of the next
+        one as far as the client sent it."""
         for piece in pieces:
             if self.swallowing:
-                return None
+                return []
             if isinstance(piece, Head):
                 assert isinstance(piece.message, h11.Request)
                 self._request_head(piece.message, now)
@@ -200,13 +201,19 @@ class HttpLayer:
                 self._request_bytes(piece.data)
             elif isinstance(piece, End):
                 self._request_end()
-                if self.reader is not None:
-                    self.reader = RequestReader()
-                    return piece.rest or None
-                self._pass_up(piece.rest, None)
+                reader = self.reader
+                if reader is None:
+                    self._pass_up(piece.rest, None)
+                    return []
+                if self.swallowing:
+                    return []
+                following = reader.next_message()
+                if piece.rest:
+                    reader.started_at = now
+                return following
             else:
                 self._stop_requests(piece.reason, piece.data)
-        return None
+        return []
 
     def _request_head(self, request: h11.Request, now: float) -> None:
         method = request.method.decode("ascii", "replace")
@@ -330,26 +337,42 @@ class HttpLayer:
     def _from_server(self, data: bytes) -> None:
         if self.cutting:
             return
-        rest = data
-        while rest and self.answers_parsed and self.awaiting:
+        incoming: bytes | None = data
+        while self.answers_parsed and not self.cutting:
+            if not self.awaiting:
+                # Nothing asked for it (a server's 408 before it closes): as it is.
+                leftover = self.answers.take_held() + (incoming or b"")
+                if leftover:
+                    self.down.feed(leftover)
+                return
             exchange = self.awaiting[0]
             abort = exchange.plan.abort
             if abort is not None and abort.after_bytes == 0:
-                self._cut(exchange)
+                if incoming or self.answers.holding:
+                    self._cut(exchange)
                 return
-            if exchange.reader is None:
-                exchange.reader = AnswerReader(exchange.method.encode("ascii", "replace"))
-            rest = self._answer_pieces(exchange, exchange.reader.feed(rest))
-            self._flush()
-            if self.cutting:
+            if not exchange.answer_started:
+                exchange.answer_started = True
+                method = exchange.method.encode("ascii", "replace")
+                if self._answer_pieces(exchange, self.answers.expect(method)):
+                    continue  # answered by what the server had sent already
+            if incoming is None:
                 return
-        if rest:
-            # Not HTTP, or nothing asked for it (a server's 408 before it closes): as it is.
-            self.down.feed(rest)
+            pieces, incoming = self.answers.feed(incoming), None
+            self._answer_pieces(exchange, pieces)
+        if incoming:
+            self.down.feed(incoming)  # no longer parsed: as it is
 
-    def _answer_pieces(self, exchange: Exchange, pieces: list[Piece]) -> bytes:
-        """Act on an answer reader's pieces; the bytes after the complete answer, if any."""
+    def _answer_pieces(self, exchange: Exchange, pieces: list[Piece]) -> bool:
+        """Act on the answer reader's pieces for `exchange`; True when its answer is complete."""
+        done = self._take_answer_pieces(exchange, pieces)
+        self._flush()
+        return done
+
+    def _take_answer_pieces(self, exchange: Exchange, pieces: list[Piece]) -> bool:
         for piece in pieces:
+            if self.cutting or not self.answers_parsed:
+                return False
             if isinstance(piece, Head):
                 assert isinstance(piece.message, h11.Response)
                 exchange.status = piece.message.status_code
@@ -364,15 +387,15 @@ class HttpLayer:
                 exchange.body_bytes += min(room, len(piece.data))
                 if len(piece.data) > room:
                     self._cut(exchange)
-                    return b""
+                    return False
             elif isinstance(piece, End):
                 exchange.answer_done = True
                 self.awaiting.popleft()
-                return piece.rest
+                return True
             else:
                 self._stop_answers(exchange, piece.reason, piece.data)
-                return b""
-        return b""
+                return False
+        return False
 
     def _cut(self, exchange: Exchange) -> None:
         """http_abort: nothing more of this answer; the connection is reset once what was let
@@ -398,14 +421,19 @@ class HttpLayer:
         if self.answers_parsed and self.awaiting and not self.cutting:
             # An answer without a length ends with the connection.
             exchange = self.awaiting[0]
-            pieces = exchange.reader.feed(b"") if exchange.reader is not None else []
+            pieces = []
+            if not exchange.answer_started:
+                exchange.answer_started = True
+                pieces = self.answers.expect(exchange.method.encode("ascii", "replace"))
+            if not any(isinstance(piece, End) for piece in pieces):
+                pieces += self.answers.feed(b"")
             if pieces and not isinstance(pieces[-1], End):
                 # Cut short by the server's close: what came goes on, the answer is incomplete.
                 exchange.out += [p.data for p in pieces if isinstance(p, Raw | NotHttp)]
                 exchange.answer_done, exchange.outcome = True, "unanswered"
                 self.awaiting.popleft()
             else:
-                self._answer_pieces(exchange, pieces)
+                self._take_answer_pieces(exchange, pieces)
         self._flush()
         if not self.answers_parsed:
             self._send_eof()

@@ -97,14 +97,22 @@ def _first_line(data: bytes, end: int) -> bytes:
 
 
 class MessageReader(abc.ABC):
-    """Reads one message of one direction; `feed` returns the pieces it completes."""
+    """Reads one direction's messages, one at a time: `feed` returns the pieces the bytes
+    complete; after an `End`, `next_message` starts the next one with what is already held.
 
-    def __init__(self, connection: h11.Connection) -> None:
-        self._h11 = connection
+    One h11 connection serves every message of the direction while HTTP lets it (keep-alive),
+    cycled between messages: making one per message costs more than reading the message."""
+
+    def __init__(self) -> None:
+        self._h11 = self._new_connection()
         self._held = bytearray()  # fed, not handed out yet
         self.head: h11.Request | h11.Response | None = None
         # When the message's first byte arrived (`time.monotonic()`), set by the reader's user.
         self.started_at: float | None = None
+
+    @abc.abstractmethod
+    def _new_connection(self) -> h11.Connection:
+        """A fresh h11 connection of this direction's role."""
 
     @abc.abstractmethod
     def first_line_problem(self, held: bytearray) -> str | None:
@@ -112,13 +120,52 @@ class MessageReader(abc.ABC):
 
     def feed(self, data: bytes) -> list[Piece]:
         """Take `data` (b"" for the end of the stream); the pieces it completes, in order. After
-        an `End` or a `NotHttp` the reader takes nothing more."""
+        an `End` the reader takes nothing more until `next_message`; after a `NotHttp`,
+        nothing at all."""
         self._held += data
         if self.head is None and data:
             problem = self.first_line_problem(self._held)
             if problem is not None:
                 return self._fail(problem)
         self._h11.receive_data(data)
+        return self._read()
+
+    def _restart(self) -> None:
+        """Make h11 ready for the next message: cycled when HTTP keeps the connection, else a
+        fresh one given what is held."""
+        self.head = None
+        self.started_at = None
+        connection = self._h11
+        if connection.our_state is h11.DONE and connection.their_state is h11.DONE:
+            connection.start_next_cycle()
+            return
+        self._h11 = self._new_connection()
+        if self._held:
+            self._h11.receive_data(bytes(self._held))
+
+    @property
+    def holding(self) -> bool:
+        """Bytes were fed that no piece has handed out yet."""
+        return bool(self._held)
+
+    def take_held(self) -> bytes:
+        """Hand out what is held as it is, and start afresh (bytes no message asked for)."""
+        data = bytes(self._held)
+        self._held.clear()
+        self._h11 = self._new_connection()
+        self.head = None
+        return data
+
+    def _read_held(self) -> list[Piece]:
+        """The pieces of what was held over from the previous message."""
+        if not self._held:
+            return []
+        problem = self.first_line_problem(self._held)
+        if problem is not None:
+            return self._fail(problem)
+        return self._read()
+
+    def _read(self) -> list[Piece]:
         pieces: list[Piece] = []
         while True:
             try:
@@ -137,7 +184,8 @@ class MessageReader(abc.ABC):
                 used = len(self._held) - len(rest)
                 if used:
                     pieces.append(Raw(bytes(self._held[:used])))
-                self._held.clear()
+                # What follows is the next message's, and stays in h11's buffer for it.
+                del self._held[:used]
                 pieces.append(End(rest))
                 return pieces
             # Data and 1xx answers: their bytes go out with the rest of the message's.
@@ -160,13 +208,24 @@ class MessageReader(abc.ABC):
 
 
 class RequestReader(MessageReader):
-    """Reads one request sent by the client."""
+    """Reads the requests the client sends."""
 
-    def __init__(self) -> None:
-        super().__init__(h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES))
+    def _new_connection(self) -> h11.Connection:
+        return h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
 
     def first_line_problem(self, held: bytearray) -> str | None:
         return request_line_problem(held)
+
+    def next_message(self) -> list[Piece]:
+        """Start reading the next request; the pieces of what the client already sent."""
+        connection = self._h11
+        if connection.our_state is h11.SEND_RESPONSE:
+            # h11 cycles once the server has answered: the answer here is the server's (or was
+            # made in `answer`), so h11's own is written to nowhere.
+            connection.send(h11.Response(status_code=200, headers=[("content-length", "0")]))
+            connection.send(h11.EndOfMessage())
+        self._restart()
+        return self._read_held()
 
     def answer(
         self, status: int, reason: str, headers: list[tuple[str, str]], body: bytes, *, close: bool
@@ -193,14 +252,20 @@ class RequestReader(MessageReader):
 
 
 class AnswerReader(MessageReader):
-    """Reads the server's answer to one request (h11 needs the request's method: the answer to
-    a HEAD has no body)."""
+    """Reads the server's answers, each once `expect` said which request it answers (h11 needs
+    the request's method: the answer to a HEAD has no body)."""
 
-    def __init__(self, method: bytes) -> None:
-        connection = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
-        connection.send(h11.Request(method=method, target="/", headers=[("host", "upstream")]))
-        connection.send(h11.EndOfMessage())
-        super().__init__(connection)
+    def _new_connection(self) -> h11.Connection:
+        return h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
 
     def first_line_problem(self, held: bytearray) -> str | None:
         return status_line_problem(held)
+
+    def expect(self, method: bytes) -> list[Piece]:
+        """Start reading the answer to a `method` request; the pieces of what the server
+        already sent."""
+        if self._h11.our_state is not h11.IDLE:
+            self._restart()
+        self._h11.send(h11.Request(method=method, target="/", headers=[("host", "upstream")]))
+        self._h11.send(h11.EndOfMessage())
+        return self._read_held()

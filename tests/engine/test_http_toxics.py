@@ -408,3 +408,22 @@ def test_http_toxics_are_listed_as_the_api_shows_toxics(api: httpx.Client, proxy
         "toxicity": 1,
     }
     assert api.get("/proxies/api/toxics").json() == [shown]
+
+
+def test_plain_toxics_act_as_the_network_in_front_of_the_server(
+    api: httpx.Client, proxy: str
+) -> None:
+    add_toxic(api, "api", type="latency", name="slow_network", attributes={"latency": 200})
+    toxic(api, "http_error", status=503, match="/fail")
+    toxic(api, "http_abort", after_bytes=10, match="/bytes/*")
+    with socket.create_connection(address(proxy), timeout=5) as sock:
+        started = time.monotonic()
+        sock.sendall(GET % b"/fail")
+        assert read_answers(sock, 1)[0].startswith(b"503 ")
+        # The injected answer crossed the network's latency, as the server's would.
+        assert time.monotonic() - started >= 0.2
+        sock.sendall(GET % b"/bytes/1000")
+        head, _, body = read_until_reset(sock).partition(b"\r\n\r\n")
+    # The reset waited for what the abort let through to cross the latency toxic.
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    assert body == b"x" * 10

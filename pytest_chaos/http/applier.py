@@ -9,8 +9,9 @@ import time
 from typing import TYPE_CHECKING, Protocol
 
 from pytest_chaos.apply import AppliedFault, known, register_applier
-from pytest_chaos.faults import Fault, FaultError, HttpFault, HttpFaultState
+from pytest_chaos.faults import Fault, FaultError, HttpFault
 from pytest_chaos.http.registry import APPS, HttpTimeline
+from pytest_chaos.http_rules import HttpFaultState
 
 if TYPE_CHECKING:
     from pytest_chaos.apply import Targets

@@ -3,7 +3,7 @@
 The same markers and `chaos` methods drive them as drive the engine: a fault whose target is
 the middleware's `name` is put at work in the process's registry (`registry.APPS`) by the HTTP
 applier, and taken off when its test (or `with` block) ends. Each request is judged by the
-same rules (`faults.plan_request`) and recorded as an `HttpRequest` (`layer` "asgi"/"wsgi").
+same rules (`http_rules.plan_request`) and recorded as an `HttpRequest` (`layer` "asgi"/"wsgi").
 
 - `http_error`: the middleware answers; the app is not called.
 - `http_delay`: the middleware waits (`anyio.sleep` under ASGI, `time.sleep` under WSGI), then
@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from pytest_chaos.faults import HttpError, RequestPlan
+from pytest_chaos.faults import HttpError
 from pytest_chaos.http.registry import APPS
+from pytest_chaos.http_rules import RequestPlan
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

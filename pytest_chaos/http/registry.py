@@ -18,7 +18,7 @@ from collections import deque
 from typing import Any
 
 from pytest_chaos.events import HttpRequest
-from pytest_chaos.faults import HttpFaultState, RequestPlan, plan_request
+from pytest_chaos.http_rules import HttpFaultState, RequestPlan, plan_request
 
 LOG_CAPACITY = 100_000
 

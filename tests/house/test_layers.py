@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "pytest_chaos.config",
             "pytest_chaos.seeds",
             "pytest_chaos.faults",
+            "pytest_chaos.http_rules",
             "pytest_chaos.events",
             "pytest_chaos.policies",
         ),

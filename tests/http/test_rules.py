@@ -12,12 +12,11 @@ from pytest_chaos.faults import (
     HttpAbort,
     HttpDelay,
     HttpError,
-    HttpFaultState,
     HttpMatch,
     build_fault,
-    plan_request,
     request_path,
 )
+from pytest_chaos.http_rules import HttpFaultState, plan_request
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,8 @@ from typing import Any, ClassVar
 
 from pytest_chaos.engine.errors import bad_request
 from pytest_chaos.engine.toxics.base import Toxic
-from pytest_chaos.faults import FaultError, HttpFault, HttpFaultState, ordered_fields
+from pytest_chaos.faults import FaultError, HttpFault, ordered_fields
+from pytest_chaos.http_rules import HttpFaultState
 
 
 class HttpToxic(Toxic):

@@ -38,7 +38,7 @@ from pytest_chaos.engine.http_toxics.parsing import (
     Raw,
     RequestReader,
 )
-from pytest_chaos.faults import RequestPlan, plan_request
+from pytest_chaos.http_rules import RequestPlan, plan_request
 
 if TYPE_CHECKING:
     from pytest_chaos.engine.connection import Connection

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from pytest_chaos.engine.http_toxics import HttpToxic
 from pytest_chaos.engine.toxics import TOXIC_TYPES
 from tests.engine.api_helpers import (
     PROXY_KEYS,
@@ -196,7 +197,13 @@ def check_toxic(toxic: Any) -> None:
     assert toxic["name"]
     assert type(toxic["toxicity"]) in (int, float)
     assert 0 <= toxic["toxicity"] <= 1
-    specs = TOXIC_TYPES[toxic["type"]].attribute_specs
+    toxic_class = TOXIC_TYPES[toxic["type"]]
+    if issubclass(toxic_class, HttpToxic):
+        # An HTTP toxic's attributes are its fault's options, as the fault class checks them.
+        fault = toxic_class.fault_class.from_options(toxic["attributes"])
+        assert fault.options() == toxic["attributes"]
+        return
+    specs = toxic_class.attribute_specs
     assert list(toxic["attributes"]) == [spec.name for spec in specs]
     for spec in specs:
         value = toxic["attributes"][spec.name]

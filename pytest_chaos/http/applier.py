@@ -8,7 +8,7 @@ import random
 import time
 from typing import TYPE_CHECKING, Protocol
 
-from pytest_chaos.apply import AppliedFault, known, register_applier
+from pytest_chaos.apply import AppliedFault, Applier, known, register_applier
 from pytest_chaos.faults import Fault, FaultError, HttpFault
 from pytest_chaos.http.registry import APPS, HttpTimeline
 from pytest_chaos.http_rules import HttpFaultState
@@ -30,15 +30,21 @@ class HttpTargets(Protocol):
     server: ToxiproxyServer
 
     @property
-    def test_seed(self) -> int: ...
+    def test_seed(self) -> int:
+        """The test's seed, which in-process draws start from."""
+        ...
 
     @property
-    def applied(self) -> list[AppliedFault]: ...
+    def applied(self) -> list[AppliedFault]:
+        """The faults this test applied so far."""
+        ...
 
-    def timeline(self) -> Timeline: ...
+    def timeline(self) -> Timeline:
+        """The test's timeline, which shows the in-process requests too."""
+        ...
 
 
-class HttpFaults:
+class HttpFaults(Applier):
     """HTTP faults: engine toxics on a proxy, or the in-process middleware's registry."""
 
     def check_target(

@@ -106,9 +106,12 @@ class HttpTimeline:
         self.started_at = started_at
 
     def timeline_rows(self) -> list[tuple[float, str]]:
+        """(time.monotonic(), the timeline's line) per in-process request of the test."""
         return [(request.time, str(request)) for request in APPS.requests(since=self.started_at)]
 
     def timeline_json(self) -> list[dict[str, Any]]:
+        """The test's in-process requests as JSON, each with its offset from the test's
+        start."""
         return [
             {**request.to_json(), "offset": round(request.time - self.started_at, 6)}
             for request in APPS.requests(since=self.started_at)

@@ -80,6 +80,7 @@ class Exchange:
 
     @property
     def answered_here(self) -> bool:
+        """An `http_error` answers it here: it never goes upstream."""
         return self.plan.error is not None
 
 

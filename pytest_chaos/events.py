@@ -194,9 +194,10 @@ class HttpRequest(ConnectionEvent):
 
     @property
     def answer(self) -> str:
-        """What the client got: the status, `aborted`, or `no answer`."""
+        """What the client got: the status, `200, cut` (an answer cut short), `aborted`
+        (nothing of the answer), or `no answer`."""
         if self.outcome == "aborted":
-            return "aborted" if self.status is None else f"{self.status} cut (aborted)"
+            return "aborted" if self.status is None else f"{self.status}, cut"
         if self.status is None or self.outcome == "unanswered":
             return "no answer"
         return str(self.status)

@@ -192,3 +192,41 @@ def test_an_answer_is_made_of_the_fault_s_options() -> None:
     assert str(typed) == (
         "http_error('api', status=500, body='{}', headers={'Content-Type': 'application/json'})"
     )
+
+
+def test_a_request_reads_as_what_became_of_it() -> None:
+    from pytest_chaos.events import parse_event
+
+    def line(**fields: object) -> str:
+        raw = {"seq": 1, "time": 1.0, "kind": "http_request", "proxy": "api", "connection": 3}
+        return str(parse_event({**raw, "method": "GET", "path": "/x", **fields}))
+
+    assert line(status=200, reached_upstream=True) == "api#3 GET /x -> 200"
+    assert line(status=503, fault="http_error") == (
+        "api#3 GET /x -> 503 (by http_error, not sent upstream)"
+    )
+    assert line(status=200, reached_upstream=True, fault="http_delay", delay_ms=300.0) == (
+        "api#3 GET /x -> 200 (by http_delay, held 300 ms)"
+    )
+    assert line(status=200, reached_upstream=True, fault="http_abort", outcome="aborted") == (
+        "api#3 GET /x -> 200, cut (by http_abort)"
+    )
+    assert line(reached_upstream=True, fault="http_abort", outcome="aborted") == (
+        "api#3 GET /x -> aborted (by http_abort)"
+    )
+    assert line(reached_upstream=True, outcome="unanswered") == "api#3 GET /x -> no answer"
+    assert line(status=200, reached_upstream=True, layer="wsgi") == "api (wsgi) GET /x -> 200"
+    passthrough = parse_event(
+        {
+            "seq": 2,
+            "time": 1.0,
+            "kind": "http_passthrough",
+            "proxy": "api",
+            "connection": 3,
+            "side": "client",
+            "reason": "a TLS handshake (HTTPS is out of scope)",
+        }
+    )
+    assert str(passthrough) == (
+        "api#3 passed through unparsed from here (client: a TLS handshake (HTTPS is out of scope))"
+    )

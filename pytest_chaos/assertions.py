@@ -15,7 +15,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from pytest_chaos.events import Accepted
+from pytest_chaos.events import Accepted, HttpRequest
+from pytest_chaos.faults import HttpMatch
 from pytest_chaos.load import CallRecord, Load, LoadError, Recording, Recovery, Shutdown, Stats
 from pytest_chaos.load.recording import Window
 from pytest_chaos.load.shutdown import Terminable, observe_shutdown, run_blocking
@@ -275,9 +276,7 @@ def assert_backoff(
             f"attempt {retry + 1} after {_s(wait)} (expected {expected} +/- {_s(slack)}){note}"
         )
     if wrong:
-        planned = (
-            observations.planned_waits() if isinstance(observations, RetryRecorder) else []
-        )
+        planned = observations.planned_waits() if isinstance(observations, RetryRecorder) else []
         raise _fail(
             f"Retries did not follow {policy}.", bullets, _backoff_hint(waits, planned, policy)
         )
@@ -760,4 +759,135 @@ def _shutdown_hint(shutdown: Shutdown) -> str:
     return (
         "the drain outlived the grace period: bound it with a timeout shorter than the grace"
         " (uvicorn --timeout-graceful-shutdown, gunicorn --graceful-timeout)."
+    )
+
+
+# ----------------------------------------------------------------------------------- HTTP
+def http_requests(chaos: Chaos, target: str) -> list[HttpRequest]:
+    """The HTTP requests to `target` during this test, oldest first: what the engine saw at
+    the proxy of that name (with an HTTP fault applied to it at some point), or what the
+    in-process middleware of that name saw."""
+    from pytest_chaos.http.registry import APPS
+
+    if APPS.knows(target):
+        return APPS.requests(target, since=chaos.started_at)
+    found = [event for event in chaos.events(target) if isinstance(event, HttpRequest)]
+    return sorted(found, key=lambda request: (request.time, request.seq))
+
+
+def http_attempts(
+    chaos: Chaos, target: str, *, method: str | None = None, path: str | None = None
+) -> list[float]:
+    """When the requests to `target` started (of `method`, and whose path matches the glob
+    `path`, when given): attempts seen from the dependency's side, for `assert_backoff`."""
+    wanted = HttpMatch.of({"method": method, "path": path}, "http_attempts") or HttpMatch()
+    return [
+        request.time
+        for request in http_requests(chaos, target)
+        if wanted.matches(request.method, request.path, ())
+    ]
+
+
+def assert_http_retries(
+    chaos: Chaos,
+    target: str,
+    *,
+    statuses: Sequence[int] = (503,),
+    calls: int | None = None,
+    attempts: int | None = None,
+    tolerance: float = 0.05,
+) -> None:
+    """The client retried exactly the requests to `target` answered with one of `statuses`,
+    each after the answer's Retry-After, when it had one.
+
+    A request's retry is the next request with the same method and target (path and query).
+    Every request answered with a retryable status must have one, unless it ended a run of
+    `attempts` tries (the client gave up); each retry must start at least Retry-After seconds
+    (less `tolerance`) after the answer it retries ended. With `calls`, the first tries must
+    number exactly `calls`: a request sent again after any other answer counts as a new
+    call, so more first tries than calls means the client retried what it should not have.
+    """
+    __tracebackhide__ = True
+    retryable = set(statuses)
+    requests = http_requests(chaos, target)
+    following, tries = _http_retry_chains(requests, retryable)
+    wanted = ", ".join(map(str, statuses))
+    missed = [
+        request
+        for request in requests
+        if request.status in retryable
+        and request.outcome == "answered"
+        and following.get(id(request)) is None
+        and (attempts is None or tries[id(request)] < attempts)
+    ]
+    if missed:
+        raise _fail(
+            f"Requests answered {wanted} were not retried ({len(missed)} of"
+            f" {sum(r.status in retryable for r in requests)}).",
+            [_http_line(chaos, r) + ("  <-- not retried" if r in missed else "") for r in requests],
+            f"does the client's retry condition cover HTTP {wanted} (e.g. tenacity's"
+            " retry_if_result on the status, or raise_for_status() inside the retried call)?",
+        )
+    early = [
+        (request, retry)
+        for request in requests
+        if request.retry_after is not None
+        and (retry := following.get(id(request))) is not None
+        and retry.time - request.until < request.retry_after - tolerance
+    ]
+    if early:
+        raise _fail(
+            "Retries came before the Retry-After delay.",
+            [
+                f"{_http_line(chaos, request)}, retried after {_s(retry.time - request.until)}"
+                f" (expected >= {_s(request.retry_after or 0)})  <-- too early"
+                for request, retry in early
+            ],
+            "does the client read Retry-After (urllib3: Retry(respect_retry_after_header=True);"
+            " tenacity: a wait function that reads it from the answer)?",
+        )
+    first_tries = sum(tries[id(request)] == 1 for request in requests)
+    if calls is not None and first_tries != calls:
+        raise _fail(
+            f"Expected {calls} call{'' if calls == 1 else 's'} and their retries, saw"
+            f" {first_tries} first tr{'y' if first_tries == 1 else 'ies'} in"
+            f" {len(requests)} requests.",
+            [
+                _http_line(chaos, r) + ("" if tries[id(r)] == 1 else f" (try {tries[id(r)]})")
+                for r in requests
+            ],
+            "a request sent again after an answer outside the retried statuses is a new call:"
+            " is the client retrying other statuses or errors too?",
+        )
+
+
+def _http_retry_chains(
+    requests: Sequence[HttpRequest], retryable: set[int]
+) -> tuple[dict[int, HttpRequest | None], dict[int, int]]:
+    """For each request (by id): the request that retries it (the next one with the same
+    method and target after a retryable answer), and which try of its call it is."""
+    following: dict[int, HttpRequest | None] = {}
+    tries: dict[int, int] = {}
+    last: dict[tuple[str, str], HttpRequest] = {}
+    for request in requests:
+        key = (request.method, request.path)
+        before = last.get(key)
+        if before is not None and before.status in retryable and before.outcome == "answered":
+            following[id(before)] = request
+            tries[id(request)] = tries[id(before)] + 1
+        else:
+            tries[id(request)] = 1
+        following.setdefault(id(request), None)
+        last[key] = request
+    return following, tries
+
+
+def _http_line(chaos: Chaos, request: HttpRequest) -> str:
+    retry_after = (
+        f" (Retry-After: {request.retry_after:g}s)" if request.retry_after is not None else ""
+    )
+    by = f" by {request.fault}" if request.fault in ("http_error", "http_abort") else ""
+    return (
+        f"{request.method} {request.path} -> {request.answer}{by}{retry_after}"
+        f" at {request.time - chaos.started_at:+.2f}s"
     )

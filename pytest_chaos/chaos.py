@@ -25,6 +25,9 @@ from pytest_chaos.faults import (
     Duplicate,
     Fault,
     FaultError,
+    HttpAbort,
+    HttpDelay,
+    HttpError,
     Latency,
     LimitData,
     PacketLoss,
@@ -38,6 +41,7 @@ from pytest_chaos.faults import (
     build_fault,
     python_signature,
 )
+from pytest_chaos.http import applier as _http_applier  # noqa: F401  (registers its applier)
 from pytest_chaos.report.timeline import Timeline
 
 if TYPE_CHECKING:
@@ -107,6 +111,9 @@ class Chaos:
 
     # The Hypothesis example the record is of (see begin_example); None outside Hypothesis.
     example_key: object = None
+    http_error = FaultMethod(HttpError)
+    http_delay = FaultMethod(HttpDelay)
+    http_abort = FaultMethod(HttpAbort)
 
     def __init__(
         self,
@@ -456,6 +463,14 @@ class Chaos:
     def applied(self) -> list[AppliedFault]:
         """Every fault this test applied, reverted or not, oldest first."""
         return list(self._timeline.faults)
+
+    # -- HTTP in-process
+    def http_app(self, name: str, app: Any) -> Any:
+        """`app` (ASGI or WSGI) wrapped in pytest-chaos's middleware under `name`: the HTTP
+        faults targeting `name` (markers and methods) act on its requests, in-process."""
+        from pytest_chaos.http import wrap_app
+
+        return wrap_app(app, name)
 
     # -- DNS
     def dns_session(self) -> DnsSession:

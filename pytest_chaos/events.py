@@ -283,6 +283,80 @@ class SessionClosed(SessionEvent):
         )
 
 
+class HttpRequest(ConnectionEvent):
+    """One HTTP request and what became of it, recorded once it is over: by the engine on a
+    proxy with HTTP toxics (`layer` "engine"), or by the in-process middleware (`layer`
+    "asgi" or "wsgi", `proxy` the app's name, `connection` 0).
+
+    `time` is when its first byte arrived, `until` when its answer was over. `path` is the
+    target as sent (path and query). `status` is the answer's (the server's, or the one an
+    `http_error` made; None when none came). `reached_upstream`: the request went on to the
+    server (the app). `fault`: the type of the fault that decided its fate (`http_error`,
+    `http_abort`, else `http_delay` when it was only delayed; None when none acted), `toxics`
+    the names of those that acted, `delay_ms` how long it was held. `retry_after`: the
+    answer's Retry-After in seconds. `outcome`: `answered` (a whole answer), `aborted` (cut by
+    `http_abort`), `unanswered` (the connection ended first) or `untracked` (the engine
+    stopped parsing the connection, see `HttpPassthrough`)."""
+
+    method: str = ""
+    path: str = ""
+    status: int | None = None
+    reached_upstream: bool = False
+    fault: str | None = None
+    toxics: tuple[str, ...] = ()
+    delay_ms: float = 0.0
+    retry_after: float | None = None
+    outcome: str = "answered"
+    until: float = 0.0
+    layer: str = "engine"
+    kind_name = "http_request"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "toxics", tuple(self.toxics))
+        if not self.until:
+            object.__setattr__(self, "until", self.time)
+
+    @property
+    def label(self) -> str:
+        """`proxy#connection` at the engine, `app (asgi)` in-process."""
+        return super().label if self.layer == "engine" else f"{self.proxy} ({self.layer})"
+
+    @property
+    def answer(self) -> str:
+        """What the client got: the status, `200, cut` (an answer cut short), `aborted`
+        (nothing of the answer), or `no answer`."""
+        if self.outcome == "aborted":
+            return "aborted" if self.status is None else f"{self.status}, cut"
+        if self.status is None or self.outcome == "unanswered":
+            return "no answer"
+        return str(self.status)
+
+    def __str__(self) -> str:
+        notes = []
+        if self.fault is not None:
+            notes.append(f"by {self.fault}")
+        if self.delay_ms:
+            notes.append(f"held {self.delay_ms:.0f} ms")
+        if not self.reached_upstream:
+            notes.append("not sent upstream")
+        shown = f" ({', '.join(notes)})" if notes else ""
+        return f"{self.label} {self.method} {self.path} -> {self.answer}{shown}"
+
+
+@dataclass(frozen=True)
+class HttpPassthrough(ConnectionEvent):
+    """The engine stopped parsing this connection's HTTP and passes its bytes through as they
+    are: the `side` (client or server) sent something that is not HTTP/1.x (`reason`: another
+    protocol, TLS, a request h11 rejected, a protocol switch)."""
+
+    side: str = ""
+    reason: str = ""
+    kind_name = "http_passthrough"
+
+    def __str__(self) -> str:
+        return f"{self.label} passed through unparsed from here ({self.side}: {self.reason})"
+
+
 @dataclass(frozen=True)
 class ProxyChanged(Event):
     """A proxy was created, updated or deleted (`kind` says which)."""
@@ -336,6 +410,8 @@ CONNECTION_EVENTS: dict[str, type[ConnectionEvent]] = {
         Closed,
         Retransmitted,
         SynLost,
+        HttpRequest,
+        HttpPassthrough,
     )
 }
 SESSION_EVENTS: dict[str, type[SessionEvent]] = {

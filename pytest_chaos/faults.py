@@ -12,10 +12,11 @@ see. Applying a fault is `apply.py`'s job.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import inspect
 import math
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import KW_ONLY, dataclass, field, fields
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -403,10 +404,15 @@ def signature(cls: type[Fault]) -> str:
         if f.kw_only and not star:
             parts.append("*")
             star = True
-        parts.append(f"{f.name}={_default(f)!r}" if f.kw_only else f.name)
+        parts.append(f"{f.name}={_default(f)!r}" if f.kw_only or _has_default(f) else f.name)
     if getattr(cls, "takes_any_keyword", None):
         parts.append("**attributes")
     return f"{cls.kind}({', '.join(parts)})"
+
+
+def _has_default(f: dataclasses.Field[Any]) -> bool:
+    # A positional option may have a default too (`http_error(target, status=503, ...)`).
+    return f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
 
 
 def _default(f: dataclasses.Field[Any]) -> Any:
@@ -466,7 +472,8 @@ def build_fault(
         else:
             allowed = ", ".join([*known, *also_allowed])
             raise FaultError(f"{kind}: unknown keyword {key!r}; allowed: {allowed}")
-    missing = [name for name in required if name not in values]
+    optional = {f.name for f in ordered_fields(cls) if _has_default(f)}
+    missing = [name for name in required if name not in values and name not in optional]
     if missing:
         raise FaultError(f"{kind}: missing required argument {missing[0]!r}; signature: {sig}")
     if catch_all:
@@ -486,7 +493,10 @@ def python_signature(cls: type[Fault]) -> inspect.Signature:
                 inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=_default(f))
             )
         else:
-            params.append(inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD))
+            default = _default(f) if _has_default(f) else inspect.Parameter.empty
+            params.append(
+                inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default)
+            )
     if catch_all:
         params.append(inspect.Parameter("attributes", inspect.Parameter.VAR_KEYWORD))
     return inspect.Signature(params)
@@ -687,3 +697,347 @@ class Corrupt(ToxicFault):
 
     def attributes(self) -> dict[str, Any]:
         return {"probability": self.probability}
+
+
+# ------------------------------------------------------------------------------ HTTP faults
+# A header name or method is an HTTP token (RFC 9110, section 5.6.2).
+_TOKEN_CHARACTERS = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+MATCH_KEYS = ("method", "path", "headers")
+# Headers an injected answer sets from its own body and the connection's state.
+FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
+MAX_RETRY_AFTER_SECONDS = 86_400
+MATCH_FORMS = (
+    "None, a path glob such as '/search*', 'METHOD /path-glob' (e.g. 'GET /users/*'), or a"
+    " mapping with keys method, path, headers"
+)
+
+
+def is_token(text: object) -> bool:
+    """Is `text` an HTTP token (a method, a header name)?"""
+    return isinstance(text, str) and bool(text) and set(text) <= _TOKEN_CHARACTERS
+
+
+def request_path(target: str) -> str:
+    """The path of a request target, without its query: `/a?b` -> `/a`, an absolute URL's path
+    (`/` when it has none), `*` and a CONNECT authority as they are."""
+    if target.startswith("/"):
+        return target.partition("?")[0]
+    scheme, sep, rest = target.partition("://")
+    if sep and scheme.isalpha():
+        path = "/" + rest.partition("/")[2] if "/" in rest else "/"
+        return path.partition("?")[0]
+    return target
+
+
+def _header_problem(name: object, value: object) -> str | None:
+    if not is_token(name):
+        return f"header name {name!r} is not an HTTP token (letters, digits, !#$%&'*+-.^_`|~)"
+    if not isinstance(value, str):
+        return f"header {name!r} must have a text value, got {value!r}"
+    if any(c in value for c in "\r\n\0"):
+        return f"header {name!r} has a line break or NUL in its value {value!r}"
+    return None
+
+
+@dataclass(frozen=True, repr=False)
+class HttpMatch:
+    """Which requests an HTTP fault acts on; every part given must match.
+
+    `methods`: the request's method is one of them (any when empty). `path`: a glob matched
+    against the request's path without its query (`*`: any characters, `/` included; `?`: one
+    character; `[...]`: a class; case-sensitive, as sent, percent-escapes undecoded).
+    `headers`: (name, value glob) pairs, each matched by at least one of the request's headers
+    of that name (names case-insensitive; the glob `*` only asks that the header is present).
+
+    Faults take `match` as a string (`"/search*"`, `"GET /search*"`, `"GET,HEAD /users/*"`),
+    a mapping (`{"method": "POST", "path": "/orders", "headers": {"x-tenant": "a*"}}`) or an
+    `HttpMatch` (see `HttpMatch.of`).
+    """
+
+    methods: tuple[str, ...] = ()
+    path: str = "*"
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, value: object, kind: str = "match") -> HttpMatch | None:
+        """`value` as an HttpMatch (None stays None); FaultError, after `kind`, naming what is
+        wrong and what is allowed."""
+        if value is None or isinstance(value, HttpMatch):
+            return value
+        if isinstance(value, str):
+            return cls._of_text(value, kind)
+        if not isinstance(value, Mapping):
+            raise FaultError(f"{kind}: match must be {MATCH_FORMS}; got {value!r}")
+        unknown = [key for key in value if key not in MATCH_KEYS]
+        if unknown:
+            raise FaultError(
+                f"{kind}: match has an unknown key {unknown[0]!r}; allowed: {', '.join(MATCH_KEYS)}"
+            )
+        methods = value.get("method")
+        names = [methods] if isinstance(methods, str) else methods
+        if names is None:
+            names = []
+        if not isinstance(names, list | tuple) or not all(is_token(m) for m in names):
+            raise FaultError(
+                f"{kind}: match method must be an HTTP method such as 'GET', or a list of them,"
+                f" got {methods!r}"
+            )
+        path = value.get("path")
+        if path is None:
+            path = "*"
+        if not isinstance(path, str) or not (path.startswith(("/", "*")) or path == "*"):
+            raise FaultError(
+                f"{kind}: match path must be a glob starting with '/' or '*' (e.g. '/users/*'),"
+                f" got {path!r}"
+            )
+        if any(c.isspace() for c in path):
+            raise FaultError(f"{kind}: match path must have no whitespace, got {path!r}")
+        headers = value.get("headers") or {}
+        if not isinstance(headers, Mapping):
+            raise FaultError(
+                f"{kind}: match headers must map header names to value globs"
+                f" (e.g. {{'x-tenant': 'a*'}}), got {headers!r}"
+            )
+        for name, pattern in headers.items():
+            problem = _header_problem(name, pattern)
+            if problem is not None:
+                raise FaultError(f"{kind}: match {problem}")
+        return cls(
+            methods=tuple(dict.fromkeys(m.upper() for m in names)),
+            path=path,
+            headers=tuple(sorted((str(n).lower(), str(p)) for n, p in headers.items())),
+        )
+
+    @classmethod
+    def _of_text(cls, text: str, kind: str) -> HttpMatch:
+        parts = text.split()
+        if len(parts) == 1 and parts[0].startswith(("/", "*")):
+            return cls.of({"path": parts[0]}, kind) or cls()
+        # Methods written in a string are upper case, so that a path missing its `/` is
+        # reported rather than taken for a method.
+        methods = parts[0].split(",") if parts else []
+        if len(parts) in (1, 2) and all(is_token(m) and m.isupper() for m in methods):
+            spec: dict[str, Any] = {"method": parts[0].split(",")}
+            if len(parts) == 2:
+                spec["path"] = parts[1]
+            return cls.of(spec, kind) or cls()
+        raise FaultError(f"{kind}: match must be {MATCH_FORMS}; got {text!r}")
+
+    def matches(self, method: str, target: str, headers: Iterable[tuple[str, str]]) -> bool:
+        """Does a request with this method, target (path and query, as sent) and headers
+        (name, value) match?"""
+        if self.methods and method.upper() not in self.methods:
+            return False
+        if self.path != "*" and not fnmatch.fnmatchcase(request_path(target), self.path):
+            return False
+        if not self.headers:
+            return True
+        values: dict[str, list[str]] = {}
+        for name, value in headers:
+            values.setdefault(name.lower(), []).append(value)
+        return all(
+            any(fnmatch.fnmatchcase(value, pattern) for value in values.get(name, ()))
+            for name, pattern in self.headers
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The mapping form, with only the parts that select something."""
+        shown: dict[str, Any] = {}
+        if self.methods:
+            shown["method"] = self.methods[0] if len(self.methods) == 1 else list(self.methods)
+        if self.path != "*":
+            shown["path"] = self.path
+        if self.headers:
+            shown["headers"] = dict(self.headers)
+        return shown
+
+    def __repr__(self) -> str:
+        return repr(self.to_json())
+
+
+@dataclass(frozen=True)
+class HttpFault(Fault):
+    """A fault on whole HTTP/1.1 exchanges, at a proxy (the pytest-chaos engine parses the
+    plain-text HTTP passing through it; TLS is out of scope) or in an in-process app wrapped by
+    `pytest_chaos.http`'s middleware. Each subclass has a `match` option (see `HttpMatch`)."""
+
+    target_help: ClassVar[str] = "a proxy name or an in-process app's name"
+    target_example: ClassVar[str] = "api"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "match", HttpMatch.of(getattr(self, "match", None), self.kind))
+
+    @property
+    def selects(self) -> HttpMatch:
+        """The requests this fault acts on (all of them when no `match` was given)."""
+        found: HttpMatch | None = getattr(self, "match", None)
+        return found if found is not None else HttpMatch()
+
+    def options(self) -> dict[str, Any]:
+        """Every option but the target, by name, as JSON values (`match` in its mapping form):
+        the attributes of the engine's toxic of the same type."""
+        shown = super().options()
+        if shown.get("match") is not None:
+            shown["match"] = shown["match"].to_json()
+        if shown.get("headers") is not None:
+            shown["headers"] = dict(shown["headers"])
+        return shown
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], target: str = "-") -> HttpFault:
+        """The fault whose `options()` are `options` (how the engine reads its toxics'
+        attributes); FaultError naming an unknown or wrong option."""
+        known = {f.name for f in fields(cls)} - {"target"}
+        for key in options:
+            if key not in known:
+                allowed = ", ".join(allowed_keywords(cls))
+                raise FaultError(f"{cls.kind}: unknown option {key!r}; allowed: {allowed}")
+        return cls(target, **options)
+
+
+def _check_optional_whole(
+    kind: str, option: str, value: object, minimum: int, maximum: int, meaning: str
+) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise FaultError(
+            f"{kind}: {option} must be None ({meaning}) or a whole number from {minimum} to"
+            f" {maximum}, got {value!r}"
+        )
+
+
+@register
+@dataclass(frozen=True)
+class HttpError(HttpFault):
+    """Answer matching requests with `status` without passing them to the upstream: each with
+    `probability` (seeded), only the first `first` matching ones when given. The answer has
+    `body` (text; default: a line naming the status) and `headers`, and `Retry-After:
+    retry_after` (seconds) when given."""
+
+    status: int = 503
+    _: KW_ONLY
+    probability: float = field(default=1.0, metadata=PROBABILITY)
+    first: int | None = None
+    match: HttpMatch | Mapping[str, Any] | str | None = None
+    body: str | None = None
+    headers: Mapping[str, str] | None = None
+    retry_after: int | None = None
+    kind = "http_error"
+    help = (
+        "answer matching HTTP requests with status (200-599) without reaching the upstream, "
+        "each with probability 0..1, only the first N with first=N; body (text), headers, "
+        "retry_after (seconds). match: 'GET /path-glob' or {method, path, headers}."
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        status = self.status
+        if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
+            raise FaultError(
+                f"{self.kind}: status must be an HTTP status code from 200 to 599, got {status!r}"
+            )
+        _check_optional_whole(self.kind, "first", self.first, 0, 2**53, "every matching request")
+        _check_optional_whole(
+            self.kind, "retry_after", self.retry_after, 0, MAX_RETRY_AFTER_SECONDS, "no Retry-After"
+        )
+        if self.body is not None and not isinstance(self.body, str):
+            raise FaultError(f"{self.kind}: body must be None or text (str), got {self.body!r}")
+        if self.headers is not None:
+            if not isinstance(self.headers, Mapping):
+                raise FaultError(
+                    f"{self.kind}: headers must map header names to text values"
+                    f" (e.g. {{'x-error': 'injected'}}), got {self.headers!r}"
+                )
+            for name, value in self.headers.items():
+                problem = _header_problem(name, value)
+                if problem is None and str(name).lower() in FRAMING_HEADERS:
+                    problem = f"header {name!r} is set by the answer itself"
+                if problem is not None:
+                    raise FaultError(f"{self.kind}: {problem}")
+            object.__setattr__(self, "headers", dict(self.headers))
+
+    def fires(self, ordinal: int, draw: Callable[[], float]) -> bool:
+        """Does the fault answer the `ordinal`-th (from 1) request it matched? `draw()` gives
+        the next number of the seeded sequence, in [0, 1); it is called once for each matching
+        request within `first` (never when probability is 1 or 0)."""
+        if self.first is not None and ordinal > self.first:
+            return False
+        if self.probability >= 1:
+            return True
+        return self.probability > 0 and draw() < self.probability
+
+    @property
+    def reason(self) -> str:
+        """The status's reason phrase ("Service Unavailable"; "" for an unregistered code)."""
+        import http
+
+        try:
+            return http.HTTPStatus(self.status).phrase
+        except ValueError:
+            return ""
+
+    def answer_headers(self) -> list[tuple[str, str]]:
+        """The answer's headers, framing aside (the HTTP layer adds Content-Length)."""
+        given = dict(self.headers or {})
+        shown = (
+            []
+            if any(n.lower() == "content-type" for n in given)
+            else [("content-type", "text/plain; charset=utf-8")]
+        )
+        if self.retry_after is not None:
+            shown.append(("retry-after", str(self.retry_after)))
+        return shown + list(given.items())
+
+    def answer_body(self) -> bytes:
+        """The answer's body: `body` in UTF-8, or a line naming the status and the fault."""
+        if self.body is not None:
+            return self.body.encode()
+        return f"{self.status} {self.reason} (pytest-chaos http_error)\n".encode()
+
+
+@register
+@dataclass(frozen=True)
+class HttpDelay(HttpFault):
+    """Hold each matching request `ms` milliseconds (+/- `jitter` ms, never below 0) before
+    passing it on: the whole request, however it arrived, so its answer comes that much later."""
+
+    ms: int = field(metadata=bound("milliseconds"))
+    _: KW_ONLY
+    jitter: int = field(default=0, metadata=bound("milliseconds"))
+    match: HttpMatch | Mapping[str, Any] | str | None = None
+    kind = "http_delay"
+    help = (
+        "hold each matching HTTP request ms milliseconds (+/- jitter ms) before it reaches the "
+        "upstream: whole requests, not chunks. match: 'GET /path-glob' or {method, path, headers}."
+    )
+
+    def delay_seconds(self, draw: Callable[[], float]) -> float:
+        """This request's delay in seconds: `ms` +/- `jitter` (one `draw()` when jitter is
+        set), never negative."""
+        delay: float = self.ms
+        if self.jitter:
+            delay += (2 * draw() - 1) * self.jitter
+        return max(0.0, delay / 1000)
+
+
+@register
+@dataclass(frozen=True)
+class HttpAbort(HttpFault):
+    """Cut the answer to each matching request: the request reaches the upstream; its answer's
+    head and first `after_bytes` bytes of body get through, then the connection is reset (TCP
+    RST). `after_bytes=0`: nothing of the answer gets through. An answer whose body is no
+    longer than `after_bytes` passes whole."""
+
+    _: KW_ONLY
+    after_bytes: int = field(default=0, metadata=bound("bytes", maximum=2**53))
+    match: HttpMatch | Mapping[str, Any] | str | None = None
+    kind = "http_abort"
+    help = (
+        "let matching HTTP requests reach the upstream, then reset the connection (TCP RST) "
+        "after the answer's head and after_bytes bytes of its body (0: nothing gets through). "
+        "match: 'GET /path-glob' or {method, path, headers}."
+    )

@@ -123,3 +123,23 @@ def test_the_readme_packet_loss_example_passes(pytester: pytest.Pytester, redis_
     pytester.makepyfile(test_lossy=block.group(1).replace("6379", str(redis_port)))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=4)
+
+
+def test_the_readme_http_faults_run_as_printed(pytester: pytest.Pytester) -> None:
+    """The README's HTTP fault examples, at a proxy (against uvicorn, in place of its
+    127.0.0.1:8000) and in-process (a FastAPI app), pass as printed."""
+    from tests.http.servers import uvicorn_server
+
+    text = README.read_text()
+    at_proxy = re.search(r"```python\n# test_api.py\n(.*?)```", text, re.S)
+    in_process = re.search(r"```python\n# test_prices.py\n(.*?)```", text, re.S)
+    assert at_proxy is not None, "the README lost its HTTP fault example"
+    assert in_process is not None, "the README lost its in-process HTTP example"
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    with uvicorn_server() as upstream:
+        pytester.makepyfile(
+            test_api=at_proxy.group(1).replace("127.0.0.1:8000", upstream.address),
+            test_prices=in_process.group(1),
+        )
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=5)

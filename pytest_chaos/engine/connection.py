@@ -19,6 +19,7 @@ from pytest_chaos.engine.handshake import establish
 from pytest_chaos.engine.link import Link
 
 if TYPE_CHECKING:
+    from pytest_chaos.engine.http_toxics.layer import HttpLayer
     from pytest_chaos.engine.proxy import Proxy
 
 # Large transport buffers keep bulk transfers from bouncing between pause and resume.
@@ -61,6 +62,10 @@ class Connection:
         # Sockets still open; `wait_closed` lets the API answer only once they are gone.
         self._open_sockets = 0
         self._sockets_gone = asyncio.Event()
+        # The HTTP-aware toxics' layer (`engine/http_toxics`), made once the proxy has had one:
+        # it takes both sides' bytes before the links and feeds them itself. None: the bytes
+        # go straight to the links, and nothing HTTP costs anything.
+        self.http: HttpLayer | None = None
 
     # -- life cycle
     def client_connected(self, transport: asyncio.Transport) -> None:
@@ -105,6 +110,7 @@ class Connection:
         }
         for direction, link in self.links.items():
             link.set_toxics(self.proxy.toxic_settings(direction))
+        self.set_connection_toxics()
         active = self.active_toxics()
         if any(active.values()):
             self.record("toxics_active", toxics=active)
@@ -136,8 +142,23 @@ class Connection:
         close = False
         for direction, link in self.links.items():
             close |= link.set_toxics(self.proxy.toxic_settings(direction))
+        self.set_connection_toxics()
         if close:
             self.close(by="proxy: timeout toxic removed")
+
+    def set_connection_toxics(self) -> None:
+        """Hand the toxics that act on whole connections (the HTTP-aware ones) to this
+        connection's HTTP layer, made on first need (and kept: see `had_connection_toxics`)."""
+        if not self.links:
+            return  # still dialling: the dial calls this once the links exist
+        settings = self.proxy.toxics.connection_settings()
+        if self.http is None:
+            if not self.proxy.toxics.had_connection_toxics:
+                return
+            from pytest_chaos.engine.http_toxics.layer import HttpLayer
+
+            self.http = HttpLayer(self)
+        self.http.set_toxics(settings)
 
     def active_toxics(self) -> dict[str, list[str]]:
         return {direction: link.active_toxics() for direction, link in self.links.items()}
@@ -148,7 +169,10 @@ class Connection:
             return  # a side being drained, or bytes that raced the close: dropped
         link = self.links.get(LINK_FROM_SIDE[side])
         if link is not None:
-            link.feed(data)
+            if self.http is not None:
+                self.http.data_from(side, data)  # it feeds the links itself
+            else:
+                link.feed(data)
             return
         transport = self.client if side == CLIENT else self.server
         if transport is not None and not self.closed:
@@ -172,7 +196,10 @@ class Connection:
         # Bytes read before the FIN are reported before it.
         link.close_data_run()
         self.record("half_closed", side=side)
-        link.feed_eof()
+        if self.http is not None:
+            self.http.eof_from(side)  # it passes the FIN on after what it holds
+        else:
+            link.feed_eof()
 
     def writing_paused(self, side: str, paused: bool) -> None:
         link = self.links.get(LINK_TO_SIDE[side])
@@ -238,6 +265,8 @@ class Connection:
         for link in self.links.values():
             link.close_data_run()
             link.stop()
+        if self.http is not None:
+            self.http.connection_closed()
         for transport in (self.client, self.server):
             if transport is None:
                 continue

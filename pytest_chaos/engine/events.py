@@ -82,6 +82,30 @@ from the same sequence, so unique across the engine's connections and sessions.
   sessions` or `toxic NAME (REASON)`; `duration_ms` (float); `datagrams` (object): per
   direction, totals `in`, `out`, `bytes_in`, `bytes_out`, `dropped`, `duplicated`,
   `corrupted`, `reordered` (int).
+HTTP events, on a proxy that has had an HTTP-aware toxic (`http_error`, `http_delay`,
+`http_abort`; see `engine/http_toxics`), whose connections are then read as HTTP/1.1:
+
+- `http_request`: one request, recorded once it is over (answered, cut, or its connection
+  gone), so its `seq` comes after events that happened later than its `time`. `time`: when
+  its first byte arrived; `until` (float): when its answer was over. `method` (str); `path`
+  (str): the request target as sent (path and query); `status` (int | null): the answer's
+  status, the server's or an `http_error`'s (null when no head came); `reached_upstream`
+  (bool): its bytes went on to the upstream link (false when an `http_error` answered it, or
+  the connection ended while a delay held it); `fault` (str | null): the type of the toxic
+  that decided its fate (`http_error`, `http_abort`, else `http_delay` when it was only
+  delayed); `toxics` (list of str): the names of the toxics that acted on it; `delay_ms`
+  (float): how long it was held; `retry_after` (float | null): the answer's Retry-After in
+  seconds; `outcome` (str): `answered` (a whole answer went to the client), `aborted` (cut by
+  `http_abort`, the connection reset), `unanswered` (the connection ended first) or
+  `untracked` (the answer was passed on unparsed, see `http_passthrough`).
+- `http_passthrough`: the connection is passed through unparsed from now on. `side` (str):
+  `client` or `server`, whose bytes were not HTTP/1.x; `reason` (str): e.g. `a TLS handshake
+  (HTTPS is out of scope)`, `not an HTTP/1.x request line: b'*1'`, `h11 rejected it: ...`,
+  `a protocol switch (Upgrade): not parsed from here`.
+
+On such a proxy, `data` and `closed` count the bytes the HTTP layer fed each link: a request
+an `http_error` answered never enters the upstream link, and its answer enters the downstream
+one as the server's would; a delayed request enters when its delay is over.
 """
 
 from __future__ import annotations

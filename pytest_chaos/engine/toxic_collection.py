@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+# Registers the HTTP-aware toxic types (`http_error`, `http_delay`, `http_abort`) by name.
+import pytest_chaos.engine.http_toxics  # noqa: F401
 from pytest_chaos.engine.errors import (
     INVALID_STREAM,
     INVALID_TOXIC_TYPE,
@@ -82,6 +84,9 @@ class ToxicCollection:
     def __init__(self, types: Mapping[str, type[Toxic]] = TOXIC_TYPES) -> None:
         self._toxics: dict[str, ToxicSpec] = {}
         self._types = types
+        # Once true, the proxy's connections parse HTTP from their first byte, so that a later
+        # HTTP toxic never starts reading a connection mid-message (see `connection_settings`).
+        self.had_connection_toxics = False
 
     def add(self, body: dict[str, Any]) -> ToxicSpec:
         type_name = _optional_string(body, "type") or ""
@@ -105,6 +110,7 @@ class ToxicCollection:
         toxicity = 1.0 if toxicity is None else toxicity
         spec = _build(self._types, name, type_name, stream, toxicity, attributes)
         self._toxics[name] = spec
+        self.had_connection_toxics |= toxic_class.acts_on_connection
         return spec
 
     def update(self, name: str, body: dict[str, Any]) -> ToxicSpec:
@@ -147,7 +153,17 @@ class ToxicCollection:
         ]
 
     def settings(self, stream: str) -> list[ToxicSetting]:
-        return [spec.setting for spec in self._toxics.values() if spec.stream == stream]
+        """The toxics the links of `stream` run as stages (not the connection-level ones)."""
+        return [
+            spec.setting
+            for spec in self._toxics.values()
+            if spec.stream == stream and not spec.setting.toxic.acts_on_connection
+        ]
+
+    def connection_settings(self) -> list[ToxicSetting]:
+        """The toxics that act on whole connections (HTTP-aware), in the order they were
+        added, whatever their stream."""
+        return [s.setting for s in self._toxics.values() if s.setting.toxic.acts_on_connection]
 
     def __len__(self) -> int:
         return len(self._toxics)

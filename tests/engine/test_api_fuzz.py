@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from pytest_chaos.engine.http_toxics import HttpToxic
 from pytest_chaos.engine.toxics import TOXIC_TYPES
 from tests.engine.api_helpers import (
     PROXY_KEYS,
@@ -198,9 +199,15 @@ def check_toxic(toxic: Any) -> None:
     assert toxic["name"]
     assert type(toxic["toxicity"]) in (int, float)
     assert 0 <= toxic["toxicity"] <= 1
-    specs = TOXIC_TYPES[toxic["type"]].attribute_specs
+    toxic_class = TOXIC_TYPES[toxic["type"]]
+    if issubclass(toxic_class, HttpToxic):
+        # An HTTP toxic's attributes are its fault's options, as the fault class checks them.
+        fault = toxic_class.fault_class.from_options(toxic["attributes"])
+        assert fault.options() == toxic["attributes"]
+        return
+    specs = toxic_class.attribute_specs
     # Probabilities (packet_loss's loss_rate and correlation) come first, as numbers 0..1.
-    probabilities = getattr(TOXIC_TYPES[toxic["type"]], "probability_names", ())
+    probabilities = getattr(toxic_class, "probability_names", ())
     assert list(toxic["attributes"]) == [*probabilities, *(spec.name for spec in specs)]
     for name in probabilities:
         assert type(toxic["attributes"][name]) in (int, float)

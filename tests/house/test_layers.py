@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "pytest_chaos.config",
             "pytest_chaos.seeds",
             "pytest_chaos.faults",
+            "pytest_chaos.http_rules",
             "pytest_chaos.events",
             "pytest_chaos.policies",
             "pytest_chaos.hypothesis_settings",
@@ -30,6 +31,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("engine", ("pytest_chaos.engine",)),
     ("backends", ("pytest_chaos.backends",)),
     ("host names and DNS", ("pytest_chaos.dns",)),
+    ("in-process HTTP", ("pytest_chaos.http",)),
     ("services", ("pytest_chaos.services",)),
     (
         "applying and reading faults",
@@ -40,6 +42,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "pytest_chaos.schedules",
             "pytest_chaos.strategies",
             "pytest_chaos.stateful",
+            "pytest_chaos.http.applier",
             "pytest_chaos.markers",
             "pytest_chaos.wire",
             "pytest_chaos.recorders",

@@ -95,6 +95,10 @@ class Toxic:
     attribute_specs: ClassVar[tuple[AttributeSpec, ...]] = ()
     # Upstream's timeout toxic closes the connection when it is removed; others just stop.
     closes_connection_when_removed: ClassVar[bool] = False
+    # A toxic that must see both directions of a connection at once (the HTTP-aware ones of
+    # `engine/http_toxics`): it never becomes a link stage; the connection hands it to its
+    # HTTP layer instead (`Connection.set_connection_toxics`).
+    acts_on_connection: ClassVar[bool] = False
 
     def __init__(self, attributes: Mapping[str, int]) -> None:
         self.attributes = dict(attributes)

@@ -205,7 +205,7 @@ class DatagramLink:
         self.direction = direction
         self.label = f"{session.label} {direction}"
         self._write = write
-        self.output = DatagramOutput(self)
+        self.output: DatagramOutput = DatagramOutput(self)
         self.stages: list[DatagramStage] = []
         self._memories: dict[str, StageMemory] = {}
         self._rng_factory = rng_factory

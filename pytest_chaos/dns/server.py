@@ -209,9 +209,10 @@ class DnsServer:
             truncated.flags |= dns.flags.TC | dns.flags.RA
             truncated.set_rcode(message.rcode())
             wire = truncated.to_wire()
+        # Recorded before it is sent: a client that has its answer finds it in the lookups.
+        self._note(query, reply, received, where)
         with contextlib.suppress(OSError):
             self._udp.sendto(wire, client)
-        self._note(query, reply, received, where)
 
     def _forward_udp(
         self, query: dns.message.Message, client: Any, reply: Reply, received: float, where: str
@@ -246,12 +247,13 @@ class DnsServer:
                 message = reply.message
                 if reply.forward:
                     message, reply = self._forwarded(query, reply, tcp=True)
+                # Recorded before it is sent, as over UDP.
+                self._note(query, reply, received, where)
                 if message is not None:
                     try:
                         dns.query.send_tcp(connection, message)
                     except OSError:
                         return
-                self._note(query, reply, received, where)
         finally:
             with self._lock:
                 self._connections.discard(connection)

@@ -283,6 +283,7 @@ class SessionClosed(SessionEvent):
         )
 
 
+@dataclass(frozen=True)
 class HttpRequest(ConnectionEvent):
     """One HTTP request and what became of it, recorded once it is over: by the engine on a
     proxy with HTTP toxics (`layer` "engine"), or by the in-process middleware (`layer`

@@ -63,6 +63,7 @@ def _parse_port(port: str) -> int:
 
 
 def join_host_port(host: str, port: int) -> str:
+    """`host:port`, with an IPv6 host in brackets, as Go's net.JoinHostPort writes it."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 

@@ -29,6 +29,7 @@ METRICS_OPTIONS = web.AppKey("metrics_options", dict[str, bool])
 
 
 def json_response(payload: Any, status: int = 200) -> web.Response:
+    """A JSON answer with upstream's trailing newline."""
     return web.Response(
         body=json.dumps(payload).encode() + b"\n",
         status=status,
@@ -37,10 +38,12 @@ def json_response(payload: Any, status: int = 200) -> web.Response:
 
 
 def error_response(error: ApiError, **extra: Any) -> web.Response:
+    """Upstream's error body: the message and the status, plus any `extra` fields."""
     return json_response({"error": error.message, "status": error.status, **extra}, error.status)
 
 
 def empty(status: int = 204) -> web.Response:
+    """An answer with no body (204 by default, as upstream answers deletes and resets)."""
     return web.Response(status=status)
 
 
@@ -76,6 +79,7 @@ async def read_json(request: web.Request) -> Any:
 
 
 async def read_object(request: web.Request) -> dict[str, Any]:
+    """The request's JSON body, which must be an object (400 naming what came instead)."""
     body = await read_json(request)
     if not isinstance(body, dict):
         raise bad_request(f"expected a JSON object, got {type(body).__name__}")
@@ -111,11 +115,13 @@ async def add_request_id(request: web.Request, response: web.StreamResponse) -> 
 
 # -- handlers
 async def version(request: web.Request) -> web.Response:
+    """`GET /version`: upstream's version string, and the engine that answers."""
     payload = {"version": TOXIPROXY_VERSION, "engine": request.app[ENGINE_VERSION]}
     return json_response(payload)
 
 
 async def list_proxies(request: web.Request) -> web.Response:
+    """`GET /proxies`: every proxy by name."""
     collection = request.app[COLLECTION]
     async with collection.lock:
         listing = {name: proxy.to_json() for name, proxy in collection.proxies.items()}
@@ -123,11 +129,14 @@ async def list_proxies(request: web.Request) -> web.Response:
 
 
 async def create_proxy(request: web.Request) -> web.Response:
+    """`POST /proxies`: create (and by default start) a proxy; 201 with the proxy."""
     proxy = await request.app[COLLECTION].create(await read_json(request))
     return json_response(proxy.to_json(), 201)
 
 
 async def populate(request: web.Request) -> web.Response:
+    """`POST /populate`: create or replace a list of proxies in order, stopping at the first
+    bad one."""
     # Upstream always reports the proxies done so far, `null` when a bad body stopped it early.
     try:
         done, error = await request.app[COLLECTION].populate(await read_json(request))
@@ -140,6 +149,7 @@ async def populate(request: web.Request) -> web.Response:
 
 
 async def show_proxy(request: web.Request) -> web.Response:
+    """`GET /proxies/{proxy}`: one proxy with its toxics."""
     collection = request.app[COLLECTION]
     async with collection.lock:
         shown = collection.get(request.match_info["proxy"]).to_json()
@@ -147,6 +157,7 @@ async def show_proxy(request: web.Request) -> web.Response:
 
 
 async def update_proxy(request: web.Request) -> web.Response:
+    """`POST` or `PATCH /proxies/{proxy}`: change its listen address, upstream or enabled flag."""
     collection = request.app[COLLECTION]
     name = request.match_info["proxy"]
     collection.get(name)  # As upstream: an unknown proxy is a 404 even when the body is bad.
@@ -155,11 +166,13 @@ async def update_proxy(request: web.Request) -> web.Response:
 
 
 async def delete_proxy(request: web.Request) -> web.Response:
+    """`DELETE /proxies/{proxy}`: stop the proxy and close its connections."""
     await request.app[COLLECTION].delete(request.match_info["proxy"])
     return empty()
 
 
 async def list_toxics(request: web.Request) -> web.Response:
+    """`GET /proxies/{proxy}/toxics`: its toxics, upstream ones first."""
     collection = request.app[COLLECTION]
     async with collection.lock:
         proxy = collection.get(request.match_info["proxy"])
@@ -168,6 +181,7 @@ async def list_toxics(request: web.Request) -> web.Response:
 
 
 async def create_toxic(request: web.Request) -> web.Response:
+    """`POST /proxies/{proxy}/toxics`: add a toxic; live connections get it at once."""
     collection = request.app[COLLECTION]
     name = request.match_info["proxy"]
     collection.get(name)  # As upstream: an unknown proxy is a 404 even when the body is bad.
@@ -176,6 +190,7 @@ async def create_toxic(request: web.Request) -> web.Response:
 
 
 async def show_toxic(request: web.Request) -> web.Response:
+    """`GET /proxies/{proxy}/toxics/{toxic}`: one toxic."""
     collection = request.app[COLLECTION]
     async with collection.lock:
         proxy = collection.get(request.match_info["proxy"])
@@ -184,6 +199,7 @@ async def show_toxic(request: web.Request) -> web.Response:
 
 
 async def update_toxic(request: web.Request) -> web.Response:
+    """`POST` or `PATCH /proxies/{proxy}/toxics/{toxic}`: change its toxicity or attributes."""
     collection = request.app[COLLECTION]
     proxy_name = request.match_info["proxy"]
     name = request.match_info["toxic"]
@@ -194,12 +210,14 @@ async def update_toxic(request: web.Request) -> web.Response:
 
 
 async def delete_toxic(request: web.Request) -> web.Response:
+    """`DELETE /proxies/{proxy}/toxics/{toxic}`: remove a toxic, handing on what it held."""
     collection = request.app[COLLECTION]
     await collection.remove_toxic(request.match_info["proxy"], request.match_info["toxic"])
     return empty()
 
 
 async def reset(request: web.Request) -> web.Response:
+    """`POST /reset`: enable every proxy and remove every toxic."""
     await request.app[COLLECTION].reset()
     return empty()
 
@@ -282,6 +300,7 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    """`GET /metrics`: Prometheus text, with upstream's metrics when the options ask for them."""
     # prometheus_client is imported on the first scrape, not at start-up.
     from pytest_chaos.engine.metrics import render_metrics
 
@@ -299,6 +318,7 @@ def build_app(
     proxy_metrics: bool = False,
     runtime_metrics: bool = False,
 ) -> web.Application:
+    """The aiohttp application serving upstream Toxiproxy's API and the engine's extensions."""
     app = web.Application(middlewares=[toxiproxy_conventions])
     app.on_response_prepare.append(add_request_id)
     app[COLLECTION] = collection

@@ -82,6 +82,7 @@ class ProxyCollection:
         self._connection_ids = itertools.count(1)
 
     def get(self, name: str) -> Proxy:
+        """The proxy called `name`, or upstream's 404."""
         try:
             return self.proxies[name]
         except KeyError:
@@ -89,6 +90,7 @@ class ProxyCollection:
 
     # -- proxies
     async def create(self, body: object) -> Proxy:
+        """Create a proxy from an API body (409 if its name is taken), under the lock."""
         async with self.lock:
             return await self._create(body)
 
@@ -121,6 +123,7 @@ class ProxyCollection:
         return proxy
 
     async def update(self, name: str, body: object) -> Proxy:
+        """Move, re-point, enable or disable a proxy; a move or a disable closes its connections."""
         async with self.lock:
             proxy = self.get(name)
             _, listen, upstream, enabled = _proxy_fields(body)
@@ -147,6 +150,7 @@ class ProxyCollection:
             return proxy
 
     async def delete(self, name: str) -> None:
+        """Remove a proxy and stop it: its listener and connections are gone when this returns."""
         async with self.lock:
             await self._delete(name)
 
@@ -199,18 +203,22 @@ class ProxyCollection:
 
     # -- toxics
     async def add_toxic(self, proxy_name: str, body: dict[str, Any]) -> ToxicSpec:
+        """Add a toxic to a proxy (see `Proxy.add_toxic`)."""
         async with self.lock:
             return self.get(proxy_name).add_toxic(body)
 
     async def update_toxic(self, proxy_name: str, name: str, body: dict[str, Any]) -> ToxicSpec:
+        """Update a proxy's toxic (see `Proxy.update_toxic`)."""
         async with self.lock:
             return self.get(proxy_name).update_toxic(name, body)
 
     async def remove_toxic(self, proxy_name: str, name: str) -> None:
+        """Remove a proxy's toxic (see `Proxy.remove_toxic`)."""
         async with self.lock:
             self.get(proxy_name).remove_toxic(name)
 
     async def close(self) -> None:
+        """Stop every proxy (the engine is shutting down)."""
         async with self.lock:
             for proxy in list(self.proxies.values()):
                 await proxy.stop()

@@ -13,6 +13,7 @@ class ApiError(Exception):
 
 
 def bad_request(detail: str) -> ApiError:
+    """A 400 with upstream's `bad request body: ...` prefix."""
     return ApiError(400, f"bad request body: {detail}")
 
 

@@ -81,6 +81,7 @@ class LogWriter:
 
     @property
     def dropped(self) -> int:
+        """How many log records were dropped because the queue was full."""
         return self.handler.dropped
 
     def _write(self) -> None:

@@ -112,6 +112,7 @@ class UpstreamProxyMetrics(Collector):
 def render_metrics(
     collection: ProxyCollection, *, proxy_metrics: bool = False, runtime_metrics: bool = False
 ) -> tuple[bytes, str]:
+    """The `/metrics` body and its content type, collected now from the proxies' counters."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ProxyMetrics(collection))
     if proxy_metrics:

@@ -35,6 +35,7 @@ class ToxicSpec:
     setting: ToxicSetting
 
     def to_json(self) -> dict[str, Any]:
+        """The toxic as upstream's API shows it."""
         # Go prints a float32 1.0 as `1`; clients compare against that.
         toxicity: float | int = int(self.toxicity) if self.toxicity.is_integer() else self.toxicity
         return {
@@ -89,6 +90,7 @@ class ToxicCollection:
         self.had_connection_toxics = False
 
     def add(self, body: dict[str, Any]) -> ToxicSpec:
+        """Validate and add a toxic from an API body, with upstream's defaults and errors."""
         type_name = _optional_string(body, "type") or ""
         given_stream = _optional_string(body, "stream")
         name = _optional_string(body, "name")
@@ -114,6 +116,7 @@ class ToxicCollection:
         return spec
 
     def update(self, name: str, body: dict[str, Any]) -> ToxicSpec:
+        """Replace a toxic's toxicity and attributes, merged over the current ones."""
         current = self.get(name)
         toxicity = _parse_toxicity(body)
         attributes = self._types[current.type].parse_attributes(
@@ -131,17 +134,20 @@ class ToxicCollection:
         return spec
 
     def remove(self, name: str) -> ToxicSpec:
+        """Remove a toxic and return it (404 if there is none of that name)."""
         spec = self.get(name)
         del self._toxics[name]
         return spec
 
     def get(self, name: str) -> ToxicSpec:
+        """The toxic called `name`, or upstream's 404."""
         try:
             return self._toxics[name]
         except KeyError:
             raise ApiError(404, TOXIC_NOT_FOUND) from None
 
     def clear(self) -> bool:
+        """Remove every toxic; true if there were any."""
         had_toxics = bool(self._toxics)
         self._toxics.clear()
         return had_toxics

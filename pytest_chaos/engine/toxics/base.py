@@ -155,5 +155,6 @@ ToxicClass = TypeVar("ToxicClass", bound=type[Toxic])
 
 
 def register(cls: ToxicClass) -> ToxicClass:
+    """Class decorator: make a toxic type available under its `type_name`."""
     TOXIC_TYPES[cls.type_name] = cls
     return cls

@@ -30,6 +30,7 @@ class Datagram:
     number: int
 
     def copy(self) -> Datagram:
+        """A separate datagram with the same bytes, time and number (a duplicate)."""
         return Datagram(self.data, self.arrived, self.number)
 
 

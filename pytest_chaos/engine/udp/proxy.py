@@ -101,6 +101,7 @@ class UdpProxy(Proxy):
 
     # -- datagrams
     def datagram_from_client(self, data: bytes, client: Any) -> None:
+        """Route a client's datagram into its session, opening one for a new client."""
         session = self.sessions.get(client)
         if session is None:
             session = self._open_session(client)
@@ -116,11 +117,13 @@ class UdpProxy(Proxy):
         return session
 
     def send_to_client(self, data: bytes, client: Any) -> None:
+        """Send a datagram from the proxy's socket to `client`, unless the proxy is stopping."""
         transport = self._transport
         if transport is not None and not transport.is_closing():
             transport.sendto(data, client)
 
     def session_closed(self, session: Session) -> None:
+        """Forget a closed session and add its datagram counts to the proxy's totals."""
         if self.sessions.get(session.client) is session:
             del self.sessions[session.client]
         for direction, link in session.links.items():
@@ -135,6 +138,7 @@ class UdpProxy(Proxy):
 
     # -- toxics
     def add_toxic(self, body: dict[str, Any]) -> ToxicSpec:
+        """As `Proxy.add_toxic`, refusing toxic types that mean nothing for datagrams."""
         type_name = body.get("type")
         problem = unsupported(type_name) if isinstance(type_name, str) else None
         if problem is not None:
@@ -148,6 +152,7 @@ class UdpProxy(Proxy):
             session.apply_toxics()
 
     def to_json(self) -> dict[str, Any]:
+        """The proxy as the API shows it, with its protocol and idle timeout."""
         return {**super().to_json(), "protocol": "udp", "idle_timeout": self.idle_timeout_ms}
 
 
@@ -218,6 +223,7 @@ def requested_protocol(body: object) -> str:
 
 
 def protocol_of(proxy: Proxy) -> str:
+    """`udp` or `tcp`: the protocol of a proxy."""
     return "udp" if isinstance(proxy, UdpProxy) else "tcp"
 
 

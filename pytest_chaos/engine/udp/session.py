@@ -98,10 +98,12 @@ class Session:
 
     # -- datagrams
     def from_client(self, data: bytes) -> None:
+        """A datagram from the client, into the upstream link."""
         self.last_active = time.monotonic()
         self.links[UPSTREAM].feed(data)
 
     def from_upstream(self, data: bytes) -> None:
+        """A datagram from the upstream, into the downstream link."""
         self.last_active = time.monotonic()
         self.links[DOWNSTREAM].feed(data)
 
@@ -124,6 +126,7 @@ class Session:
 
     # -- life cycle
     def apply_toxics(self) -> None:
+        """Bring both links in line with the proxy's toxics."""
         for direction, link in self.links.items():
             link.set_toxics(self.proxy.toxic_settings(direction))
 
@@ -153,6 +156,7 @@ class Session:
         self.proxy.session_closed(self)
 
     def record(self, kind: str, **fields: Any) -> None:
+        """Record an event of this session in the engine's event log."""
         self.proxy.events.record(kind, proxy=self.proxy.name, session=self.id, **fields)
 
 

@@ -24,6 +24,7 @@ import os
 import platform
 import queue
 import re
+import resource
 import shlex
 import shutil
 import signal
@@ -239,11 +240,6 @@ class Target:
     def pid(self) -> int | None:
         return None if self.proc is None else self.proc.pid
 
-    @property
-    def server(self) -> str:
-        """The proxy server behind it: "engine+toxic" is the engine's."""
-        return self.name.removesuffix(TOXIC_SUFFIX)
-
     def down(self) -> str | None:
         """Why this target cannot be measured any more, or None while it is up."""
         if self.proc is None or self.proc.poll() is None:
@@ -399,11 +395,6 @@ def proxied_targets(env: Env, name: str, server: Server) -> list[Target]:
             env.note(f"{label}: a PING through the new proxy got no PONG within 2 s")
         targets.append(target)
     return targets
-
-
-# --------------------------------------------------------------------------
-# Results
-# --------------------------------------------------------------------------
 
 
 # --------------------------------------------------------------------------
@@ -974,6 +965,19 @@ def start_targets(env: Env, args: argparse.Namespace, tools: dict[str, str]) -> 
     return targets
 
 
+def raise_fd_limit(env: Env) -> None:
+    """Raise the soft limit on open files, which every server started after this inherits:
+    in the accept burst a proxy holds two sockets per connection (client and upstream)."""
+    needed = 2 * BURST_CONNECTS + 1024
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= needed:
+        return
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        env.note(f"open files limited to {hard}: the accept burst may fail with EMFILE")
+        needed = hard
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
 def benchmark(env: Env, args: argparse.Namespace) -> int:
     info = machine_info()
     tools = tool_versions(env, args.toxiproxy)
@@ -984,6 +988,7 @@ def benchmark(env: Env, args: argparse.Namespace) -> int:
         problem = engine_module_problem(sys.executable, env.sup)
         if problem is not None:
             raise BenchError(problem)
+    raise_fd_limit(env)
     foreign = ForeignLoad(env.sup)
     targets = start_targets(env, args, tools)
     results = Results()

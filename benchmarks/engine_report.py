@@ -167,7 +167,7 @@ def burst_table(extras: Extras, names: Sequence[str], reps: int) -> Table:
     table = Table(
         f"Accept burst: {BURST_CONNECTS:,} connects at once, then a PING on each "
         f"(median of {reps}, seconds from the first connect)",
-        ["target", "all connected", "all PINGs answered", "listen overflows", "failed"],
+        ["target", "all connected", "all PINGs answered", "listen overflows", "no PONG"],
     )
     for name in names:
         runs = extras.burst.get(name)

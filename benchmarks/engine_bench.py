@@ -87,6 +87,11 @@ from pytest_chaos._ports import free_port
 HOST = "127.0.0.1"
 URL_RE = re.compile(r"http://([0-9.]+):(\d+)")
 TOXIC_NAME = "bench_latency"
+# How the upstream binary measured for the README was built (benchmarks/README.md has the recipe).
+UPSTREAM_BUILD = (
+    "built from source (tag v2.12.0) with Debian's Go 1.23 and Debian's (older) Go libraries, "
+    "as `benchmarks/README.md` describes"
+)
 # Share of one CPU that other processes may use during a run before it is called skewed.
 FOREIGN_LIMIT = 0.15
 
@@ -911,6 +916,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="upstream toxiproxy-server binary (default: toxiproxy-server on PATH, if any)",
     )
     parser.add_argument(
+        "--toxiproxy-build",
+        default=UPSTREAM_BUILD,
+        metavar="TEXT",
+        help="how the upstream binary was obtained, for --markdown (default: %(default)s)",
+    )
+    parser.add_argument(
         "--markdown",
         type=Path,
         metavar="PATH",
@@ -1043,7 +1054,15 @@ def benchmark(env: Env, args: argparse.Namespace) -> int:
     if args.markdown:
         versions = package_versions(["uvloop", "aiohttp"])
         block = markdown(
-            info, tools, versions, results, names, env.settings.reps, env.settings.bw_reps
+            info,
+            tools,
+            versions,
+            results,
+            names,
+            env.settings.reps,
+            env.settings.bw_reps,
+            verdicts,
+            args.toxiproxy_build,
         )
         if str(args.markdown) == "-":
             print(block)

@@ -59,8 +59,12 @@ class Table:
         return "\n".join([self.title, *body, *self.notes]) + "\n"
 
     def markdown(self) -> str:
-        body = ["| " + " | ".join(self.headers) + " |", "|" + " --- |" * len(self.headers)]
-        body += ["| " + " | ".join(cell or " " for cell in row) + " |" for row in self.rows]
+        def line(cells: Sequence[str]) -> str:
+            # A "|" inside a cell (as in "|e| <= 1 ms") would end it.
+            return "| " + " | ".join(cell.replace("|", "\\|") or " " for cell in cells) + " |"
+
+        body = [line(self.headers), "|" + " --- |" * len(self.headers)]
+        body += [line(row) for row in self.rows]
         return "\n".join([self.title, "", *body, "", *self.notes]).rstrip() + "\n"
 
 
@@ -86,8 +90,8 @@ def rate_cell(results: Results, name: str, metric: Metric, spread: bool) -> str:
     return cell + ("*" if results.failures(name, metric.key) else "")
 
 
-def ratio_cell(value: float | None, noisy: bool = False) -> str:
-    return fmt(value, ".2f") + (" (noisy)" if noisy and value is not None else "")
+def ratio_cell(value: float | None) -> str:
+    return fmt(value, ".2f")
 
 
 def is_noisy(results: Results, target: str, metric: str, base: str = "direct") -> bool:
@@ -496,23 +500,28 @@ def markdown(
     names: Sequence[str],
     reps: int,
     bw_reps: int,
+    verdicts: Sequence[dict[str, Any]],
+    upstream_build: str,
 ) -> str:
-    """The engine part of the README's Performance section, from this run."""
+    """The engine part of the README's Performance section, from this run; `upstream_build`
+    says how the upstream binary was obtained."""
     today = datetime.date.today().isoformat()
-    upstream = tools.get("toxiproxy-server", "not found").split(" (")[0]  # without its path
+    upstream = tools.get("toxiproxy-server", "not found")
+    if upstream == "not found":
+        built = "No upstream Toxiproxy binary was given, so its columns are empty."
+    else:
+        built = f"Upstream is `{upstream.split(' (')[0]}`, {upstream_build}."
     intro = (
         f"`benchmarks/engine_bench.py`, one run on {today}: {info['nproc']} CPUs "
         f"({info['cpu']}), {info['python']}, uvloop {versions.get('uvloop')}, "
         f"aiohttp {versions.get('aiohttp')}; other processes used "
-        f"{info.get('other_load_during_run', '?')} during the run. "
-        f"Upstream is `{upstream}`, built from source (tag v2.12.0) with Debian's Go 1.23 "
-        "and Debian's (older) Go libraries, as `benchmarks/README.md` describes. "
-        "iperf3 and redis-benchmark run in their own processes; every ratio is between "
-        "figures of this run. Redis-benchmark new connections use "
-        f"{CONN_CLIENTS} clients and `-k 0`."
+        f"{info.get('other_load_during_run', '?')} during the run. {built} "
+        "iperf3, redis-benchmark and the probes run in their own processes; every ratio is "
+        f"between figures of this run. New connections: {CONN_CLIENTS} clients, `-k 0`."
     )
     parts = [intro, ""]
     for table in sections(results, names, reps, bw_reps, spread=False):
         parts += [table.markdown()]
+    parts.append(goals_table(verdicts).markdown())
     parts.append(upstream_goals_table(upstream_goals(results)).markdown())
     return "\n".join(parts)

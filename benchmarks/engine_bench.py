@@ -3,11 +3,14 @@
 
 Run from the project root with the project's virtualenv:
 
-    .venv/bin/python benchmarks/engine_bench.py [--quick] [--json PATH]
+    .venv/bin/python benchmarks/engine_bench.py [--quick] [--toxiproxy PATH]
+        [--json PATH] [--markdown PATH]
 
-Every load generator (iperf3, redis-benchmark, the RTT probe) runs in its own
-process, so the figures measure the proxy and not this script.  Only 127.0.0.1
-is ever contacted.  See benchmarks/README.md for what each figure means.
+Every load generator (iperf3, redis-benchmark, and the probes of engine_probes.py) runs
+in its own process, so the figures measure the proxy and not this script.  Only 127.0.0.1
+is ever contacted.  See benchmarks/README.md for what each figure means.  The figures live
+in engine_results.py, the workloads beyond rates and latency in engine_workloads.py, the
+tables and the README's markdown in engine_report.py.
 """
 
 from __future__ import annotations
@@ -21,11 +24,10 @@ import os
 import platform
 import queue
 import re
+import resource
 import shlex
 import shutil
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,22 +42,56 @@ from pathlib import Path
 from typing import IO, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness.py, also under `python -m`
-from harness import BenchError, Supervisor, cpu_model, log, quantile
+from engine_probes import answers_ping
+from engine_report import (
+    IN_PROCESS,
+    evaluate_goals,
+    goals_table,
+    markdown,
+    print_header,
+    print_server_logs,
+    sections,
+    upstream_goals,
+    upstream_goals_table,
+)
+from engine_results import (
+    LATENCY_MS,
+    LOAD_CLIENTS,
+    METRICS,
+    REDIS_RUNS,
+    TOXIC_SUFFIX,
+    LatencyResult,
+    Results,
+)
+from engine_workloads import (
+    BANDWIDTH_RATES,
+    BURST_CONNECTS,
+    CpuMeter,
+    measure_bandwidth,
+    measure_burst,
+    run_probe,
+)
+from harness import (
+    BenchError,
+    Supervisor,
+    cpu_model,
+    is_listening,
+    log,
+    log_tail,
+    package_versions,
+    wait_until,
+)
 
 from pytest_chaos._ports import free_port
 
 HOST = "127.0.0.1"
 URL_RE = re.compile(r"http://([0-9.]+):(\d+)")
-LATENCY_MS = 20.0
 TOXIC_NAME = "bench_latency"
-# Connection-rate runs use a handful of concurrent clients: one client would
-# measure connect() latency rather than how fast the proxy can accept.
-CONN_CLIENTS = 10
-PROBE_CMD = "_rtt-probe"
-MAX_FAILURES = 2  # failed runs after which a metric is given up for a target
-# A ratio whose runs spread wider than +/-20% (target's or direct's) is flagged
-# noisy: on 2 CPUs rates are bimodal (same CPU or not) and a median can flip.
-NOISY_SPREAD = 0.4
+# How the upstream binary measured for the README was built (benchmarks/README.md has the recipe).
+UPSTREAM_BUILD = (
+    "built from source (tag v2.12.0) with Debian's Go 1.23 and Debian's (older) Go libraries, "
+    "as `benchmarks/README.md` describes"
+)
 # Share of one CPU that other processes may use during a run before it is called skewed.
 FOREIGN_LIMIT = 0.15
 
@@ -66,51 +102,43 @@ class Settings:
     iperf_seconds: int  # duration of one iperf3 run
     rr_seconds: float  # target duration of one redis-benchmark run
     base_samples: int  # RTT samples through a proxy without a toxic
-    toxic_samples: int  # RTT samples with the 20 ms latency toxic
+    toxic_samples: int  # RTT samples with the 20 ms latency toxic (idle, and again loaded)
+    bw_seconds: float  # duration of one transfer through a bandwidth toxic
+    bw_reps: int  # repetitions of each bandwidth transfer
 
 
 # Five repetitions: on a 2-core machine loopback throughput is bimodal (client
 # and server on the same core or not), and a median of five rides that out.
 # 500 toxic samples (~10 s per proxy): p99 is then the 5th-worst sample, not the 3rd,
 # so a single scheduling hiccup moves it less.
-FULL = Settings(reps=5, iperf_seconds=2, rr_seconds=1.0, base_samples=400, toxic_samples=500)
-QUICK = Settings(reps=1, iperf_seconds=1, rr_seconds=0.5, base_samples=150, toxic_samples=100)
-
-
-@dataclass(frozen=True)
-class Metric:
-    key: str
-    label: str
-    unit: str
-
-
-METRICS = (
-    Metric("tput_up", "throughput client->server", "Gbit/s"),
-    Metric("tput_down", "throughput server->client (-R)", "Gbit/s"),
-    Metric("rr_1", "round trips, 1 client", "req/s"),
-    Metric("rr_50", "round trips, 50 clients", "req/s"),
-    Metric("conn", f"new connections ({CONN_CLIENTS} clients)", "conn/s"),
+FULL = Settings(
+    reps=5,
+    iperf_seconds=2,
+    rr_seconds=1.0,
+    base_samples=400,
+    toxic_samples=500,
+    bw_seconds=2.0,
+    bw_reps=3,
 )
-# (metric key, concurrent clients, keep-alive) for the redis-benchmark metrics.
-REDIS_RUNS = (("rr_1", 1, True), ("rr_50", 50, True), ("conn", CONN_CLIENTS, False))
-
-
-@dataclass(frozen=True)
-class Goal:
-    key: str
-    label: str
-    kind: str  # "ratio": at least limit x direct; "ms": |error| at most limit
-    limit: float
-
-
-GOALS = (
-    Goal("tput_up", "throughput client->server", "ratio", 0.5),
-    Goal("tput_down", "throughput server->client", "ratio", 0.5),
-    Goal("rr_50", "round trips, 50 clients", "ratio", 0.5),
-    Goal("rr_1", "round trips, 1 client", "ratio", 0.4),
-    Goal("conn", "new connections", "ratio", 0.25),
-    Goal("err_p50", "latency toxic error p50", "ms", 1.0),
-    Goal("err_p99", "latency toxic error p99", "ms", 2.0),
+QUICK = Settings(
+    reps=1,
+    iperf_seconds=1,
+    rr_seconds=0.5,
+    base_samples=150,
+    toxic_samples=100,
+    bw_seconds=1.0,
+    bw_reps=1,
+)
+# The do-nothing toxics of the "+toxic" targets: what merely having a toxic costs.
+NOOP_TOXICS = tuple(
+    {
+        "name": f"bench_noop_{stream}",
+        "type": "latency",
+        "stream": stream,
+        "toxicity": 1.0,
+        "attributes": {"latency": 0, "jitter": 0},
+    }
+    for stream in ("upstream", "downstream")
 )
 
 
@@ -132,40 +160,6 @@ class StdoutDrain:
             self.tail.append(line.rstrip())
             self.lines.put(line)
         self.lines.put(None)  # end of file
-
-
-def is_listening(port: int) -> bool:
-    """Check the kernel's socket table rather than connecting.
-
-    A probe connection would count as a failed test run for iperf3's server.
-    """
-    wanted = f"{port:04X}"
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                fields = line.split()  # local address is "HEXIP:HEXPORT", state 0A = LISTEN
-                if fields[1].rsplit(":", 1)[-1] == wanted and fields[3] == "0A":
-                    return True
-    return False
-
-
-def wait_until(
-    ready: Callable[[], bool], proc: subprocess.Popen[Any], label: str, timeout: float = 15.0
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise BenchError(f"{label} exited with code {proc.returncode} while starting")
-        if ready():
-            return
-        time.sleep(0.05)
-    raise BenchError(f"{label} was not ready after {timeout:.0f} s")
-
-
-def log_tail(path: Path, lines: int = 15) -> str:
-    with contextlib.suppress(OSError):
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    return ""
 
 
 # --------------------------------------------------------------------------
@@ -245,6 +239,11 @@ class Target:
     redis_proxy: str | None = None
     proc: subprocess.Popen[Any] | None = None  # the proxy server's process
     logfile: Path | None = None  # where that process's output goes
+    toxic: bool = False  # its proxies carry the do-nothing toxics (NOOP_TOXICS)
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
 
     def down(self) -> str | None:
         """Why this target cannot be measured any more, or None while it is up."""
@@ -304,6 +303,11 @@ def start_redis(env: Env) -> int:
     port = free_port()
     argv = ["redis-server", "--port", str(port), "--bind", HOST]
     argv += ["--save", "", "--appendonly", "no"]
+    # Redis's own listen backlog (511) would overflow in the accept burst: direct is to be
+    # the floor there, limited by the kernel's maximum as the proxies are.
+    with contextlib.suppress(OSError, ValueError):
+        somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+        argv += ["--tcp-backlog", str(somaxconn)]
     proc = env.spawn_logged(argv, "redis-server.log")
     wait_until(lambda: is_listening(port), proc, "redis-server")
     return port
@@ -370,99 +374,32 @@ def start_toxiproxy(env: Env, binary: str) -> Server:
     return api, proc, env.logdir / "toxiproxy.log"
 
 
-def proxied_target(env: Env, name: str, server: Server) -> Target:
+def proxied_targets(env: Env, name: str, server: Server) -> list[Target]:
+    """Two targets on one proxy server: its plain proxies, and proxies of their own carrying
+    the do-nothing toxics (latency 0 ms, jitter 0, both streams)."""
     api, proc, logfile = server
-    iperf_port = redis_port = None
-    if env.iperf_server is not None:
-        iperf_port = api.create_proxy("bench_iperf3", env.iperf_server.port)
-    if env.redis_port is not None:
-        redis_port = api.create_proxy("bench_redis", env.redis_port)
-    target = Target(name, iperf_port, redis_port, api, "bench_redis", proc, logfile)
-    if redis_port is not None and not answers_ping(redis_port):
-        env.note(f"{name}: a PING through the new proxy got no PONG within 2 s")
-    return target
-
-
-# --------------------------------------------------------------------------
-# Results
-# --------------------------------------------------------------------------
-
-
-@dataclass
-class Results:
-    runs: dict[str, dict[str, list[float]]] = field(default_factory=dict)
-    errors: dict[str, dict[str, list[str]]] = field(default_factory=dict)
-    abandoned: set[tuple[str, str]] = field(default_factory=set)
-    latency: dict[str, LatencyResult] = field(default_factory=dict)
-    latency_skipped: dict[str, str] = field(default_factory=dict)
-
-    def add(self, target: str, metric: str, value: float) -> None:
-        self.runs.setdefault(target, {}).setdefault(metric, []).append(value)
-
-    def fail(self, target: str, metric: str, message: str, *, final: bool = False) -> None:
-        """Record a failed run. One failure is tolerated (a stray signal, a hiccup);
-        a second one, or a final one (target down), abandons the metric so a broken
-        proxy does not cost every remaining repetition its full timeout."""
-        errors = self.errors.setdefault(target, {}).setdefault(metric, [])
-        errors.append(message)
-        if final or len(errors) >= MAX_FAILURES:
-            self.abandoned.add((target, metric))
-        log(f"  {target} {metric}: FAILED: {message}")
-
-    def failed(self, target: str, metric: str) -> bool:
-        """True once the metric has been given up for this target."""
-        return (target, metric) in self.abandoned
-
-    def failures(self, target: str, metric: str) -> list[str]:
-        return self.errors.get(target, {}).get(metric, [])
-
-    def median(self, target: str, metric: str) -> float | None:
-        values = self.runs.get(target, {}).get(metric)
-        return statistics.median(values) if values else None
-
-    def spread(self, target: str, metric: str) -> float | None:
-        """(max - min) / median of the repetitions: a rough noise indicator."""
-        values = self.runs.get(target, {}).get(metric, [])
-        middle = self.median(target, metric)
-        if len(values) < 2 or not middle:
-            return None
-        return (max(values) - min(values)) / middle
-
-    def ratio(self, target: str, metric: str) -> float | None:
-        value, direct = self.median(target, metric), self.median("direct", metric)
-        if value is None or not direct:
-            return None
-        return value / direct
-
-
-@dataclass
-class LatencyResult:
-    base_p50: float  # RTT without a toxic, ms
-    base_p99: float
-    toxic_p50: float | None  # RTT with the toxic, ms (None for the noise floor)
-    err_p50: float  # error = rtt - toxic latency - median base RTT, ms
-    err_p99: float
-    err_p90: float  # JSON only: with p99 and max, tells a few outliers from a shift
-    err_max: float
-    samples: int
-
-    @classmethod
-    def of(cls, base: Sequence[float], toxic: Sequence[float] | None) -> LatencyResult:
-        """From RTTs without the toxic and with it; without `toxic`, the noise floor: the
-        spread of the base RTTs themselves around their median."""
-        base_median = statistics.median(base)
-        observed, latency = (base, 0.0) if toxic is None else (toxic, LATENCY_MS)
-        errors = [rtt - latency - base_median for rtt in observed]
-        return cls(
-            base_p50=base_median,
-            base_p99=quantile(base, 0.99),
-            toxic_p50=None if toxic is None else statistics.median(toxic),
-            err_p50=quantile(errors, 0.50),
-            err_p99=quantile(errors, 0.99),
-            err_p90=quantile(errors, 0.90),
-            err_max=max(errors),
-            samples=len(observed),
+    targets = []
+    for toxic in (False, True):
+        suffix = "_toxic" if toxic else ""
+        iperf_port = redis_port = None
+        created = []
+        if env.iperf_server is not None:
+            iperf_port = api.create_proxy(f"bench_iperf3{suffix}", env.iperf_server.port)
+            created.append(f"bench_iperf3{suffix}")
+        if env.redis_port is not None:
+            redis_port = api.create_proxy(f"bench_redis{suffix}", env.redis_port)
+            created.append(f"bench_redis{suffix}")
+        for proxy in created if toxic else []:
+            for body in NOOP_TOXICS:
+                api.request("POST", f"/proxies/{proxy}/toxics", body)
+        label = name + (TOXIC_SUFFIX if toxic else "")
+        target = Target(
+            label, iperf_port, redis_port, api, f"bench_redis{suffix}", proc, logfile, toxic
         )
+        if redis_port is not None and not answers_ping(redis_port):
+            env.note(f"{label}: a PING through the new proxy got no PONG within 2 s")
+        targets.append(target)
+    return targets
 
 
 # --------------------------------------------------------------------------
@@ -470,7 +407,8 @@ class LatencyResult:
 # --------------------------------------------------------------------------
 
 
-def iperf_gbps(env: Env, port: int, reverse: bool) -> float:
+def iperf_gbps(env: Env, port: int, reverse: bool) -> tuple[float, float]:
+    """Gbit/s received, and the bytes received, of one run."""
     try:
         return iperf_once(env, port, reverse)
     except BenchError as exc:
@@ -482,7 +420,7 @@ def iperf_gbps(env: Env, port: int, reverse: bool) -> float:
     return iperf_once(env, port, reverse)
 
 
-def iperf_once(env: Env, port: int, reverse: bool) -> float:
+def iperf_once(env: Env, port: int, reverse: bool) -> tuple[float, float]:
     seconds = env.settings.iperf_seconds
     argv = ["iperf3", "-c", HOST, "-p", str(port), "-t", str(seconds), "-J"]
     if reverse:
@@ -498,7 +436,8 @@ def iperf_once(env: Env, port: int, reverse: bool) -> float:
     if "error" in report:
         raise BenchError(f"iperf3: {report['error']}")
     # sum_received is what actually arrived, whichever side received it.
-    return float(report["end"]["sum_received"]["bits_per_second"]) / 1e9
+    received = report["end"]["sum_received"]
+    return float(received["bits_per_second"]) / 1e9, float(received["bytes"])
 
 
 def redis_rps(env: Env, port: int, clients: int, keepalive: bool, requests: int) -> float:
@@ -525,30 +464,6 @@ def redis_rps(env: Env, port: int, clients: int, keepalive: bool, requests: int)
     raise BenchError(f"redis-benchmark {how} without a result. {detail}".strip())
 
 
-PONG = b"+PONG\r\n"
-
-
-def ping(sock: socket.socket) -> bytes:
-    """Send an inline PING and return the reply line (b"" if the peer closed)."""
-    sock.sendall(b"PING\r\n")
-    reply = b""
-    while not reply.endswith(b"\r\n"):
-        chunk = sock.recv(64)
-        if not chunk:
-            return b""
-        reply += chunk
-    return reply
-
-
-def answers_ping(port: int, timeout: float = 2.0) -> bool:
-    """One PING/PONG: a cheap check that a proxy forwards before a long run."""
-    try:
-        with socket.create_connection((HOST, port), timeout=timeout) as sock:
-            return ping(sock) == PONG
-    except OSError:
-        return False
-
-
 def sized_requests(env: Env, port: int, clients: int, keepalive: bool) -> int:
     """Size a run to last about rr_seconds from a short warm-up run's rate.
 
@@ -556,44 +471,23 @@ def sized_requests(env: Env, port: int, clients: int, keepalive: bool) -> int:
     differ by an order of magnitude.
     """
     warmup = 5000 if clients > 1 and keepalive else 1000
+    # The first run through a fresh proxy also pays for its start (a Go runtime growing its
+    # heap and stacks, the engine's first connections): it warms up, the second one sizes.
+    redis_rps(env, port, clients, keepalive, warmup)
     rate = redis_rps(env, port, clients, keepalive, warmup)
     # Connection runs stay below ~20k per run so TIME_WAIT sockets cannot use up
     # the ephemeral port range even where tcp_tw_reuse is off.
     ceiling = 500_000 if keepalive else 20_000
-    return int(min(max(rate * env.settings.rr_seconds, 1000), ceiling))
+    return int(min(max(rate * env.settings.rr_seconds, warmup), ceiling))
 
 
 def probe_rtts(env: Env, port: int, samples: int) -> list[float]:
     """PING round trips, in ms, timed by a separate helper process."""
     warmup = 10
-    argv = [sys.executable, str(Path(__file__).resolve()), PROBE_CMD]
-    argv += [str(port), str(warmup), str(samples)]
+    argv = ["rtt", str(port), str(warmup), str(samples)]
     # With the toxic each sample takes ~20 ms; allow generously for slow proxies.
-    result = env.sup.run(argv, timeout=30 + (samples + warmup) * 0.2)
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise BenchError(f"RTT probe failed: {last}")
-    values: list[float] = json.loads(result.stdout)
+    values: list[float] = run_probe(env, argv, timeout=30 + (samples + warmup) * 0.2)
     return values
-
-
-def rtt_probe_main(argv: Sequence[str]) -> int:
-    """Helper process: sequential PINGs over one connection, RTTs printed as JSON."""
-    port, warmup, count = (int(arg) for arg in argv)
-    samples: list[float] = []
-    with socket.create_connection((HOST, port), timeout=5) as sock:
-        # Without TCP_NODELAY a small request can wait on Nagle's algorithm.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        for i in range(warmup + count):
-            start = time.perf_counter()
-            reply = ping(sock)
-            elapsed = time.perf_counter() - start
-            if reply != PONG:
-                raise SystemExit(f"unexpected reply {reply!r} (b'' = closed by peer)")
-            if i >= warmup:
-                samples.append(elapsed * 1000)
-    json.dump(samples, sys.stdout)
-    return 0
 
 
 # --------------------------------------------------------------------------
@@ -615,12 +509,15 @@ def measure_throughput(env: Env, targets: Sequence[Target], results: Results) ->
                     results.fail(target.name, key, str(target.down()), final=True)
                     continue
                 try:
-                    value = iperf_gbps(env, target.iperf_port, reverse)
+                    with CpuMeter(target.pid) as meter:
+                        value, received = iperf_gbps(env, target.iperf_port, reverse)
                 except BenchError as exc:
                     results.fail(target.name, key, str(exc))
                     env.iperf_server.restart()
                     continue
                 results.add(target.name, key, value)
+                if meter.used is not None and received:
+                    results.add_cpu(target.name, key, meter.used / (received / 1e9))
                 log(
                     f"  [{rep + 1}/{env.settings.reps}] {target.name:9} {key:9} {value:8.2f} Gbit/s"
                 )
@@ -641,6 +538,8 @@ def measure_redis(env: Env, targets: Sequence[Target], results: Results) -> None
                 sizes[target.name, key] = sized_requests(env, target.redis_port, clients, keepalive)
             except BenchError as exc:
                 results.fail(target.name, key, f"warm-up run: {exc}", final=True)
+                continue
+            results.requests.setdefault(target.name, {})[key] = sizes[target.name, key]
     for rep in range(env.settings.reps):
         for target in targets:
             for key, clients, keepalive in REDIS_RUNS:
@@ -652,11 +551,14 @@ def measure_redis(env: Env, targets: Sequence[Target], results: Results) -> None
                     continue
                 requests = sizes[target.name, key]
                 try:
-                    rate = redis_rps(env, target.redis_port, clients, keepalive, requests)
+                    with CpuMeter(target.pid) as meter:
+                        rate = redis_rps(env, target.redis_port, clients, keepalive, requests)
                 except BenchError as exc:
                     results.fail(target.name, key, str(exc))
                     continue
                 results.add(target.name, key, rate)
+                if meter.used is not None:
+                    results.add_cpu(target.name, key, meter.used / requests * 1e6)
                 log(f"  [{rep + 1}/{env.settings.reps}] {target.name:9} {key:9} {rate:10.0f}/s")
 
 
@@ -689,14 +591,17 @@ class BusyThread:
         self._thread.join()
 
 
-def latency_through_proxy(env: Env, api: ToxiproxyApi, proxy: str, port: int) -> LatencyResult:
+def latency_through_proxy(
+    env: Env, api: ToxiproxyApi, proxy: str, port: int
+) -> tuple[LatencyResult, list[float]]:
+    """The toxic's error, and the round trips through the same proxy without it."""
     base = probe_rtts(env, port, env.settings.base_samples)
     api.add_latency(proxy, LATENCY_MS)
     try:
         toxic = probe_rtts(env, port, env.settings.toxic_samples)
     finally:
         api.remove_toxic(proxy, TOXIC_NAME)
-    return LatencyResult.of(base, toxic)
+    return LatencyResult.of(base, toxic), base
 
 
 def noise_floor(env: Env, port: int) -> LatencyResult:
@@ -704,14 +609,16 @@ def noise_floor(env: Env, port: int) -> LatencyResult:
     return LatencyResult.of(probe_rtts(env, port, env.settings.base_samples), None)
 
 
-def latency_for(env: Env, target: Target) -> LatencyResult:
+def latency_for(env: Env, target: Target, results: Results) -> LatencyResult:
     if target.redis_port is None:
         raise BenchError("no redis port for this target")
     if target.down():
         raise BenchError(str(target.down()))
     if target.api is None or target.redis_proxy is None:
         return noise_floor(env, target.redis_port)
-    return latency_through_proxy(env, target.api, target.redis_proxy, target.redis_port)
+    result, base = latency_through_proxy(env, target.api, target.redis_proxy, target.redis_port)
+    results.idle_base[target.name] = base
+    return result
 
 
 def measure_latency(
@@ -721,9 +628,11 @@ def measure_latency(
         return
     with BusyThread() as busy:
         for target in targets:
+            if target.toxic:
+                continue  # its proxies already carry toxics of their own
             label = "direct (noise floor)" if target.api is None else target.name
             try:
-                result = latency_for(env, target)
+                result = latency_for(env, target, results)
             except BenchError as exc:
                 results.latency_skipped[label] = str(exc)
                 log(f"  {label}: FAILED: {exc}")
@@ -734,6 +643,61 @@ def measure_latency(
             measure_in_process(env, results)
     if busy.iterations == 0:
         env.note("the busy thread did not run; latency rows are not under GIL load")
+
+
+def loaded_latency(env: Env, target: Target, base: Sequence[float]) -> LatencyResult:
+    """The latency toxic while LOAD_CLIENTS redis-benchmark clients send PINGs through the same
+    proxy (so through the same toxic) as fast as it answers them. The error is against the
+    round trip measured idle through that proxy without a toxic: it includes what the load
+    adds."""
+    assert target.api is not None
+    assert target.redis_proxy is not None
+    assert target.redis_port is not None
+    argv = ["redis-benchmark", "-h", HOST, "-p", str(target.redis_port)]
+    argv += ["-c", str(LOAD_CLIENTS), "-t", "ping_mbulk", "-l", "-q"]  # -l: until stopped
+    target.api.add_latency(target.redis_proxy, LATENCY_MS)
+    try:
+        # Its progress line is rewritten many times a second: nobody reads it.
+        load = env.sup.spawn(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(0.3)  # the clients connect and settle into their 20 ms pace
+            with CpuMeter(target.pid) as meter:
+                started = time.monotonic()
+                toxic = probe_rtts(env, target.redis_port, env.settings.toxic_samples)
+                elapsed = time.monotonic() - started
+            if load.poll() is not None:
+                raise BenchError(f"the load (redis-benchmark) exited with {load.returncode}")
+        finally:
+            env.sup.end(load)
+    finally:
+        target.api.remove_toxic(target.redis_proxy, TOXIC_NAME)
+    result = LatencyResult.of(base, toxic)
+    result.proxy_cpu = None if meter.used is None else meter.used / elapsed
+    return result
+
+
+def measure_loaded_latency(env: Env, targets: Sequence[Target], results: Results) -> None:
+    for target in targets:
+        base = results.idle_base.get(target.name)
+        if target.toxic or target.api is None or base is None:
+            continue
+        try:
+            if target.down():
+                raise BenchError(str(target.down()))
+            result = loaded_latency(env, target, base)
+        except BenchError as exc:
+            results.loaded_skipped[target.name] = str(exc)
+            log(f"  {target.name}: FAILED: {exc}")
+            continue
+        results.loaded[target.name] = result
+        log(
+            f"  {target.name:22} error p50 {result.err_p50:+.3f} ms  p99 {result.err_p99:+.3f} ms"
+            f"  (proxy CPU {fmt_share(result.proxy_cpu)})"
+        )
+
+
+def fmt_share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
 
 
 # --------------------------------------------------------------------------
@@ -819,7 +783,7 @@ def measure_in_process(env: Env, results: Results) -> None:
         url, handle = start_in_process(starter)
         api = ToxiproxyApi(url)
         port = api.create_proxy("bench_redis_inproc", env.redis_port)
-        result = latency_through_proxy(env, api, "bench_redis_inproc", port)
+        result, _base = latency_through_proxy(env, api, "bench_redis_inproc", port)
     except Exception as exc:
         results.latency_skipped[label] = f"{name}(): {exc}"
         log(f"  {label}: FAILED: {name}(): {exc}")
@@ -919,170 +883,6 @@ def machine_info() -> dict[str, str]:
     }
 
 
-def print_header(info: dict[str, str], tools: dict[str, str]) -> None:
-    print(f"Machine: {info['nproc']} CPUs, {info['cpu']}, kernel {info['kernel']}")
-    print(f"Python:  {info['python']} ({sys.executable})")
-    print(f"Load:    {info['cpu_busy_before']} of all CPUs busy just before the run")
-    print("Tools:   " + "; ".join(f"{name}: {version}" for name, version in tools.items()))
-    print()
-
-
-def fmt_rate(value: float | None, unit: str) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.2f}" if unit == "Gbit/s" else f"{value:,.0f}"
-
-
-def rate_cell(results: Results, name: str, metric: Metric) -> str:
-    value = results.median(name, metric.key)
-    if value is None:
-        return "FAILED" if results.failures(name, metric.key) else "-"
-    cell = fmt_rate(value, metric.unit)
-    spread = results.spread(name, metric.key)
-    if spread is not None:
-        cell += f" +/-{spread * 50:.0f}%"  # half the range, in percent
-    return cell + ("*" if results.failures(name, metric.key) else "")
-
-
-def print_rates(results: Results, names: Sequence[str], reps: int) -> None:
-    header = f"{'metric':34} {'unit':7}"
-    for name in names:
-        header += f" {name:>16}" + ("" if name == "direct" else f" {'x direct':>9}")
-    print(header)
-    print("-" * len(header))
-    for metric in METRICS:
-        row = f"{metric.label:34} {metric.unit:7}"
-        for name in names:
-            row += f" {rate_cell(results, name, metric):>16}"
-            if name != "direct":
-                ratio = results.ratio(name, metric.key)
-                row += f" {'-' if ratio is None else f'{ratio:.2f}':>9}"
-        print(row)
-    print(
-        f"(median of {reps} run{'s' if reps > 1 else ''}; +/- is half the min-max range; "
-        f"* = some runs failed, see below)"
-    )
-    for name, errors in results.errors.items():
-        for key, messages in errors.items():
-            first = messages[0].splitlines()[0][:150]
-            print(f"  {name} {key}: {len(messages)} run(s) failed; first: {first}")
-    print()
-
-
-def print_latency(results: Results) -> None:
-    print(
-        f"Latency toxic accuracy: {LATENCY_MS:.0f} ms downstream latency, jitter 0, "
-        f"busy Python thread in the benchmark process (ms)"
-    )
-    header = f"{'target':22} {'base p50':>9} {'base p99':>9} {'toxic p50':>10}"
-    header += f" {'error p50':>10} {'error p99':>10} {'samples':>8}"
-    print(header)
-    print("-" * len(header))
-    for label, res in results.latency.items():
-        toxic = "-" if res.toxic_p50 is None else f"{res.toxic_p50:.3f}"
-        print(
-            f"{label:22} {res.base_p50:9.3f} {res.base_p99:9.3f} {toxic:>10}"
-            f" {res.err_p50:+10.3f} {res.err_p99:+10.3f} {res.samples:8}"
-        )
-    for label, reason in results.latency_skipped.items():
-        print(f"{label:22} skipped: {reason.splitlines()[0][:120]}")
-    print("error = RTT with toxic - 20 ms - median RTT through the same proxy without toxic")
-    print()
-
-
-def goal_value(results: Results, target: str, goal: Goal) -> float | None:
-    if goal.kind == "ratio":
-        return results.ratio(target, goal.key)
-    latency = results.latency.get(target)
-    return None if latency is None else float(getattr(latency, goal.key))
-
-
-def goal_status(goal: Goal, value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    if goal.kind == "ratio":
-        return "PASS" if value >= goal.limit else "MISS"
-    # Latency error counts in either direction: too early is as wrong as too late.
-    return "PASS" if abs(value) <= goal.limit else "MISS"
-
-
-def fmt_goal(goal: Goal, value: float | None) -> str:
-    if value is None:
-        return "-"
-    # Three decimals, so a ratio just under its limit does not print as the limit.
-    return f"{value:.3f}x" if goal.kind == "ratio" else f"{value:+.3f} ms"
-
-
-def is_noisy(results: Results, target: str, metric: str) -> bool:
-    spreads = (results.spread(target, metric), results.spread("direct", metric))
-    return any(spread is not None and spread > NOISY_SPREAD for spread in spreads)
-
-
-def evaluate_goals(results: Results, rows: Sequence[str]) -> list[dict[str, Any]]:
-    verdicts = []
-    for goal in GOALS:
-        for row in rows:
-            if goal.kind == "ratio" and row not in results.runs and row not in results.errors:
-                continue  # in-process row has only latency figures
-            if (
-                goal.kind == "ms"
-                and row not in results.latency
-                and row not in results.latency_skipped
-            ):
-                continue
-            value = goal_value(results, row, goal)
-            verdict: dict[str, Any] = {"target": row, "goal": goal.key, "label": goal.label}
-            verdict |= {"limit": goal.limit, "value": value, "status": goal_status(goal, value)}
-            verdict["noisy"] = goal.kind == "ratio" and is_noisy(results, row, goal.key)
-            verdicts.append(verdict)
-    return verdicts
-
-
-def print_summary(verdicts: Sequence[dict[str, Any]]) -> None:
-    """One row per goal, a value and PASS/MISS per proxy (the goals are the engine's)."""
-    print("Summary against the engine's targets")
-    if not verdicts:
-        print("(no proxy was measured)\n")
-        return
-    rows = list(dict.fromkeys(v["target"] for v in verdicts))
-    header = f"{'goal':28} {'wanted':>16}" + "".join(f" {row:>22}" for row in rows)
-    print(header)
-    print("-" * len(header))
-    for goal in GOALS:
-        wanted = (
-            f">= {goal.limit:.2f}x direct" if goal.kind == "ratio" else f"|e| <= {goal.limit:g} ms"
-        )
-        line = f"{goal.label:28} {wanted:>16}"
-        for row in rows:
-            found = [v for v in verdicts if v["target"] == row and v["goal"] == goal.key]
-            cell = ""
-            if found:
-                cell = f"{fmt_goal(goal, found[0]['value'])} {found[0]['status']}"
-                cell += " (noisy)" if found[0]["noisy"] else ""
-            line += f" {cell:>22}"
-        print(line)
-    engine = [v for v in verdicts if v["target"] == "engine"]
-    if engine:
-        passed = sum(v["status"] == "PASS" for v in engine)
-        print(f"engine: {passed}/{len(engine)} targets PASS")
-    if any(v["noisy"] for v in verdicts):
-        print(
-            f"(noisy) = the runs behind that ratio spread wider than "
-            f"+/-{NOISY_SPREAD * 50:.0f}%: re-run before acting on its verdict"
-        )
-    print()
-
-
-def print_server_logs(targets: Sequence[Target]) -> None:
-    """Show what a proxy server complained about: errors often explain a MISS."""
-    for target in targets:
-        tail = log_tail(target.logfile) if target.logfile else ""
-        if tail:
-            print(f"{target.name} output (last lines of its log):")
-            print("\n".join(f"  | {line[:200]}" for line in tail.splitlines()))
-            print()
-
-
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     path.write_text(json.dumps(payload, indent=2) + "\n")
     log(f"figures written to {path}")
@@ -1095,7 +895,9 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="one short run of each (~30 s)")
+    parser.add_argument(
+        "--quick", action="store_true", help="one short run of each: a smoke test (1-2 minutes)"
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="write all figures as JSON")
     parser.add_argument(
         "--no-engine",
@@ -1114,6 +916,18 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="upstream toxiproxy-server binary (default: toxiproxy-server on PATH, if any)",
     )
     parser.add_argument(
+        "--toxiproxy-build",
+        default=UPSTREAM_BUILD,
+        metavar="TEXT",
+        help="how the upstream binary was obtained, for --markdown (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        metavar="PATH",
+        help="also write the README's Performance tables from this run as markdown ('-': stdout)",
+    )
+    parser.add_argument(
         "--strict", action="store_true", help="exit with status 1 if any engine target is missed"
     )
     return parser.parse_args(argv)
@@ -1126,7 +940,7 @@ def tool_versions(env: Env, toxiproxy: str | None) -> dict[str, str]:
         if path is None:
             tools[tool] = "not found"
         elif tool == "toxiproxy-server":
-            tools[tool] = first_line([path, "-version"])
+            tools[tool] = f"{first_line([path, '-version'])} ({path})"
         else:
             tools[tool] = first_line([path, "--version"])
     if tools["iperf3"] == "not found":
@@ -1154,12 +968,25 @@ def start_targets(env: Env, args: argparse.Namespace, tools: dict[str, str]) -> 
     if not args.no_engine:
         log("starting the engine")
         engine = start_engine(env, shlex.split(args.engine_args))
-        targets.append(proxied_target(env, "engine", engine))
+        targets += proxied_targets(env, "engine", engine)
     toxiproxy = args.toxiproxy or shutil.which("toxiproxy-server")
     if toxiproxy is not None:
         log("starting upstream toxiproxy-server")
-        targets.append(proxied_target(env, "toxiproxy", start_toxiproxy(env, toxiproxy)))
+        targets += proxied_targets(env, "toxiproxy", start_toxiproxy(env, toxiproxy))
     return targets
+
+
+def raise_fd_limit(env: Env) -> None:
+    """Raise the soft limit on open files, which every server started after this inherits:
+    in the accept burst a proxy holds two sockets per connection (client and upstream)."""
+    needed = 2 * BURST_CONNECTS + 1024
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= needed:
+        return
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        env.note(f"open files limited to {hard}: the accept burst may fail with EMFILE")
+        needed = hard
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
 def benchmark(env: Env, args: argparse.Namespace) -> int:
@@ -1172,15 +999,26 @@ def benchmark(env: Env, args: argparse.Namespace) -> int:
         problem = engine_module_problem(sys.executable, env.sup)
         if problem is not None:
             raise BenchError(problem)
+    raise_fd_limit(env)
     foreign = ForeignLoad(env.sup)
     targets = start_targets(env, args, tools)
     results = Results()
+    results.extras.record_memory(targets, "start")
     log("throughput (iperf3)")
     measure_throughput(env, targets, results)
     log("round trips and connection rate (redis-benchmark)")
     measure_redis(env, targets, results)
-    log("latency toxic accuracy (busy thread running)")
+    if env.redis_port is not None:
+        log(f"accept burst: {BURST_CONNECTS:,} concurrent connects, a PING on each")
+        measure_burst(env, targets, results.extras)
+    log("latency toxic accuracy, idle (busy thread running)")
     measure_latency(env, targets, results, in_process=not args.no_engine)
+    log(f"latency toxic accuracy, {LOAD_CLIENTS} clients loading the same proxy")
+    measure_loaded_latency(env, targets, results)
+    results.extras.record_memory(targets, "before bandwidth")
+    log(f"bandwidth toxic accuracy at {', '.join(map(str, BANDWIDTH_RATES))} KB/s")
+    measure_bandwidth(env, targets, results.extras)
+    results.extras.record_memory(targets, "end")
     other = foreign.share()
     info["other_load_during_run"] = f"{other:.0%} of one CPU"
     if other > FOREIGN_LIMIT:
@@ -1190,9 +1028,9 @@ def benchmark(env: Env, args: argparse.Namespace) -> int:
         )
     else:
         log(f"other processes used {other:.0%} of one CPU during the run")
-    verdicts = report(env, targets, results, in_process=not args.no_engine)
+    names = [t.name for t in targets]
+    verdicts, goals = report(env, targets, results, in_process=not args.no_engine)
     if args.json:
-        names = [t.name for t in targets]
         payload = {
             "machine": info,
             "tools": tools,
@@ -1200,31 +1038,58 @@ def benchmark(env: Env, args: argparse.Namespace) -> int:
             "runs": results.runs,
             "medians": {n: {m.key: results.median(n, m.key) for m in METRICS} for n in names},
             "ratios": {n: {m.key: results.ratio(n, m.key) for m in METRICS} for n in names[1:]},
+            "cpu": results.cpu,
+            "requests_per_run": results.requests,
             "errors": results.errors,
             "latency": {label: asdict(res) for label, res in results.latency.items()},
             "latency_skipped": results.latency_skipped,
+            "latency_loaded": {label: asdict(res) for label, res in results.loaded.items()},
+            "latency_loaded_skipped": results.loaded_skipped,
+            **results.extras.as_json(),
             "goals": verdicts,
+            "upstream_goals": goals,
             "notes": env.notes,
         }
         write_json(args.json, payload)
+    if args.markdown:
+        versions = package_versions(["uvloop", "aiohttp"])
+        block = markdown(
+            info,
+            tools,
+            versions,
+            results,
+            names,
+            env.settings.reps,
+            env.settings.bw_reps,
+            verdicts,
+            args.toxiproxy_build,
+        )
+        if str(args.markdown) == "-":
+            print(block)
+        else:
+            args.markdown.write_text(block, encoding="utf-8")
+            log(f"markdown written to {args.markdown}")
     missed = any(v["status"] == "MISS" for v in verdicts if v["target"] == "engine")
+    missed = missed or any(goal["status"] == "MISS" for goal in goals)
     return 1 if args.strict and missed else 0
 
 
 def report(
     env: Env, targets: Sequence[Target], results: Results, in_process: bool
-) -> list[dict[str, Any]]:
-    """Print the tables and the summary; return the PASS/MISS verdicts."""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Print the tables and both summaries; return the verdicts of each."""
     names = [t.name for t in targets]
-    print_rates(results, names, env.settings.reps)
-    print_latency(results)
-    rows = [*names[1:], *(["engine (in-process)"] if in_process else [])]
+    for table in sections(results, names, env.settings.reps, env.settings.bw_reps, spread=True):
+        print(table.text())
+    rows = [n for n in names if n != "direct"] + ([IN_PROCESS] if in_process else [])
     verdicts = evaluate_goals(results, rows)
-    print_summary(verdicts)
+    print(goals_table(verdicts).text())
+    goals = upstream_goals(results)
+    print(upstream_goals_table(goals).text())
     print_server_logs(targets)
     for note in env.notes:
         print(f"note: {note}")
-    return verdicts
+    return verdicts, goals
 
 
 def raise_interrupt(signum: int, frame: object) -> None:
@@ -1247,8 +1112,6 @@ def supervised() -> Iterator[Supervisor]:
 
 
 def main(argv: Sequence[str]) -> int:
-    if argv and argv[0] == PROBE_CMD:
-        return rtt_probe_main(argv[1:])
     args = parse_args(argv)
     settings = QUICK if args.quick else FULL
     started = time.monotonic()

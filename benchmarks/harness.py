@@ -92,6 +92,40 @@ def write_json(path: Path, payload: object) -> None:
 
 
 # ------------------------------------------------------------------- process supervision
+def is_listening(port: int) -> bool:
+    """Check the kernel's socket table rather than connecting.
+
+    A probe connection would count as a failed test run for iperf3's server.
+    """
+    wanted = f"{port:04X}"
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()  # local address is "HEXIP:HEXPORT", state 0A = LISTEN
+                if fields[1].rsplit(":", 1)[-1] == wanted and fields[3] == "0A":
+                    return True
+    return False
+
+
+def log_tail(path: Path, lines: int = 15) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    return ""
+
+
+def wait_until(
+    ready: Callable[[], bool], proc: subprocess.Popen[Any], label: str, timeout: float = 15.0
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"{label} exited with code {proc.returncode} while starting")
+        if ready():
+            return
+        time.sleep(0.05)
+    raise BenchError(f"{label} was not ready after {timeout:.0f} s")
+
+
 class Supervisor:
     """Starts every child through pytest_chaos._process: in its own session (a Ctrl-C
     reaches only the benchmark, which then ends its children itself), killed by the kernel if

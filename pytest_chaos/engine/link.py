@@ -2,6 +2,10 @@
 
 With no toxic the link is a straight pipe: each chunk read is written at once. With toxics,
 every chunk enters a chain of `Stage`s, one per toxic, each running its toxic's `pipe` in a task.
+A stage whose toxic does nothing as configured (noop, latency 0: `Toxic.passes_through`), or
+lost its toxicity roll, runs no task and holds nothing: it hands each item on as it comes, in
+the same call. When every stage of a link is such a stage, nothing is pending anywhere in the
+chain, so the link writes what it reads at once, as with no toxic: such toxics cost nothing.
 
 Never dropping, duplicating or reordering a byte when toxics change on a live link rests on one
 rule: a stage's pending items are its `held` item (taken from the inbox but not yet fully sent)
@@ -47,7 +51,11 @@ class ToxicSetting:
 
 
 class Receiver(Protocol):
-    def put(self, item: Item) -> None: ...
+    """Whatever a stage hands its items to: the next stage, or the link's output."""
+
+    def put(self, item: Item) -> None:
+        """Take `item`, which arrived later than everything put here before."""
+        ...
 
 
 @dataclass
@@ -82,9 +90,13 @@ class Stage:
         self._waiter: asyncio.Future[None] | None = None
         self._busy_since = 0.0
         self.task: asyncio.Task[None] | None = None
+        # Forward in `put`, with no task: the toxic is inactive here or does nothing (see the
+        # module doc). Fixed for the stage's life, since an update makes a new stage.
+        self.forwards = not memory.active or setting.toxic.passes_through()
 
     def start(self) -> None:
-        if self.memory.active:
+        """Start the toxic's `pipe` in a task, unless this stage just forwards."""
+        if not self.forwards:
             name = f"toxic {self.setting.name} {self.link.label}"
             self.task = self.link.connection.proxy.tasks.spawn(self._run(), name=name)
 
@@ -94,7 +106,10 @@ class Stage:
 
     # -- the side the previous stage (or the link's source) sees
     def put(self, item: Item) -> None:
-        if not self.memory.active:
+        """Queue `item` for the toxic, or hand it straight on if this stage just forwards.
+
+        A forwarding stage holds nothing, so handing on at once keeps the order."""
+        if self.forwards:
             self.next.put(item)
             return
         self.inbox.append(item)
@@ -251,6 +266,9 @@ class Link:
         self.destination = destination
         self.output: LinkOutput = LinkOutput(self)
         self.stages: list[Stage] = []
+        # Some stage runs its toxic in a task, so items must go through the chain (see the
+        # module doc): false with no toxic, or only toxics that do nothing.
+        self._chain_active = False
         self._memories: dict[str, StageMemory] = {}
         self._rng_factory = rng_factory
         self.bytes_in = 0
@@ -278,7 +296,7 @@ class Link:
             self.connection.proxy.events.run_opened(self)
             self._run_bytes = size
             self._run_first = self._run_last = now
-        if self.stages:
+        if self._chain_active:
             self._in_pipeline += size
             self.stages[0].put(Chunk(data, now))
             if self._in_pipeline > PIPELINE_HIGH_WATER:
@@ -288,7 +306,7 @@ class Link:
 
     def feed_eof(self) -> None:
         self._eof_received = True
-        if self.stages:
+        if self._chain_active:
             self.stages[0].put(EndOfStream(time.monotonic()))
         else:
             self.finish()
@@ -388,6 +406,7 @@ class Link:
         for stage in new_stages:
             if stage.task is None:
                 stage.start()
+        self._chain_active = not all(stage.forwards for stage in new_stages)
         return close_connection
 
     def _receiver_after(
@@ -418,6 +437,7 @@ class Link:
             if stage.task is not None:
                 stage.task.cancel()
         self.stages = []
+        self._chain_active = False
 
     def active_toxics(self) -> list[str]:
         return [stage.setting.name for stage in self.stages if stage.memory.active]

@@ -390,3 +390,49 @@ def test_noop_passes_everything_at_once() -> None:
     stub = FakeStub().run(make("noop"), [(0.0, chunk(b"a")), (0.5, chunk(b"b")), (0.7, eos())])
 
     assert [(s.time, s.data) for s in stub.sent] == [(0.0, b"a"), (0.5, b"b"), (0.7, None)]
+
+
+# -- passes_through: the stage then forwards without running `pipe`, so both must agree
+@pytest.mark.parametrize(
+    ("type_name", "attributes"),
+    [
+        ("noop", {}),
+        ("latency", {"latency": 0, "jitter": 0}),
+        ("slow_close", {"delay": 0}),
+    ],
+)
+def test_a_toxic_that_passes_through_sends_everything_at_once_unchanged(
+    type_name: str, attributes: dict[str, int]
+) -> None:
+    toxic = make(type_name, **attributes)
+    arrivals = [(0.0, chunk(b"a")), (0.5, chunk(b"bc")), (0.5, chunk(b"d")), (0.7, eos())]
+
+    stub = FakeStub().run(toxic, arrivals)
+
+    assert toxic.passes_through()
+    assert [(s.time, s.data, s.arrived) for s in stub.sent] == [
+        (0.0, b"a", 0.0),
+        (0.5, b"bc", 0.5),
+        (0.5, b"d", 0.5),
+        (0.7, None, 0.7),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("type_name", "attributes"),
+    [
+        ("latency", {"latency": 1}),
+        ("latency", {"jitter": 1}),
+        ("slow_close", {"delay": 1}),
+        ("slicer", {"average_size": 1}),
+        ("bandwidth", {"rate": 10**9}),
+        ("limit_data", {"bytes": 10**9}),
+        ("timeout", {}),
+        ("reset_peer", {}),
+        ("packet_loss", {}),
+    ],
+)
+def test_a_toxic_that_can_change_anything_does_not_pass_through(
+    type_name: str, attributes: dict[str, int]
+) -> None:
+    assert not make(type_name, **attributes).passes_through()

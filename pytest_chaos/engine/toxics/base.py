@@ -141,6 +141,16 @@ class Toxic:
     def check_combination(cls, values: Mapping[str, int]) -> None:
         """Reject attribute combinations that are each valid alone but not together."""
 
+    def passes_through(self) -> bool:
+        """True when this toxic, as configured, sends every item on unchanged and at once.
+
+        Its stage then forwards items as they come, without running `pipe` (no task, no hop
+        through the event loop), so a do-nothing toxic costs about what no toxic costs. The
+        default `pipe` does exactly that; a subclass whose `pipe` does nothing for some
+        attributes (latency 0) says so here, and `pipe` must then behave the same.
+        """
+        return type(self).pipe is Toxic.pipe
+
     async def pipe(self, stub: ToxicStub) -> None:
         """Default behaviour: pass every item on unchanged."""
         while True:
@@ -155,5 +165,6 @@ ToxicClass = TypeVar("ToxicClass", bound=type[Toxic])
 
 
 def register(cls: ToxicClass) -> ToxicClass:
+    """Register a toxic class under its wire name (`type_name`), as a class decorator."""
     TOXIC_TYPES[cls.type_name] = cls
     return cls

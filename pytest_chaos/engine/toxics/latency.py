@@ -13,13 +13,20 @@ from pytest_chaos.engine.toxics.base import MS_PER_DAY, AttributeSpec, Toxic, To
 
 @register
 class Latency(Toxic):
+    """Delays each chunk by `latency` ms, plus or minus a uniform draw within `jitter` ms."""
+
     type_name = "latency"
     attribute_specs = (
         AttributeSpec("latency", "ms", maximum=MS_PER_DAY),
         AttributeSpec("jitter", "ms", maximum=MS_PER_DAY),
     )
 
+    def passes_through(self) -> bool:
+        """Latency 0 without jitter delays nothing (a jitter alone still moves chunks)."""
+        return self.attributes["latency"] == 0 and self.attributes["jitter"] == 0
+
     async def pipe(self, stub: ToxicStub) -> None:
+        """Send each chunk at its arrival plus the latency (and a jitter draw), in order."""
         latency = self.attributes["latency"] / 1000
         jitter = self.attributes["jitter"] / 1000
         while True:

@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from pytest_chaos.engine.stream import Chunk, EndOfStream, Item
 from pytest_chaos.engine.toxics import Toxic
@@ -68,27 +68,94 @@ class StageMemory:
     state: dict[str, Any] = field(default_factory=dict)
 
 
-class Stage:
+InboxItem = TypeVar("InboxItem")
+
+
+class StageInbox(Generic[InboxItem]):
+    """The waiting every toxic stage does, TCP (`Stage`) or UDP (`udp.link.DatagramStage`):
+    an inbox its toxic's coroutine takes items from, with or without a deadline, and sleeps.
+
+    Every wait yields to the event loop whenever the toxic has worked for `BUSY_SECONDS`
+    without waiting, so no toxic (a 1-byte slicer with no delay, a bandwidth toxic catching
+    up, a burst of datagrams) can stall the API and the other proxies.
+    """
+
+    def __init__(self) -> None:
+        self.inbox: deque[InboxItem] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._busy_since = 0.0
+
+    def _deliver(self, item: InboxItem) -> None:
+        """Queue `item` and wake the toxic if it waits for one."""
+        self.inbox.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def now(self) -> float:
+        """The stage's clock: `time.monotonic()`."""
+        return time.monotonic()
+
+    async def _take(self, deadline: float) -> InboxItem | None:
+        """The next item of the inbox, waiting until `deadline` at most (None: nothing came)."""
+        if self.inbox:
+            await self._yield_if_busy()
+        while not self.inbox:
+            if self.now() >= deadline:
+                return None
+            await self._wait_for_input(deadline)
+        return self.inbox.popleft()
+
+    async def _wait_for_input(self, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = None
+        if deadline != math.inf:
+            # Timers may fire up to a millisecond early (uvloop rounds them): callers re-check.
+            timer = loop.call_later(max(0.0, deadline - self.now()), _wake, waiter)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+            self._busy_since = time.monotonic()
+
+    async def sleep_until(self, deadline: float) -> None:
+        """Wait until `now()` reaches `deadline`; `math.inf` waits until the task is cancelled."""
+        if self.now() >= deadline:
+            await self._yield_if_busy()
+            return
+        if deadline == math.inf:
+            await asyncio.get_running_loop().create_future()  # until the task is cancelled
+        # Timers may fire up to a millisecond early (uvloop rounds them): wait again.
+        while (wait := deadline - self.now()) > 0:  # noqa: ASYNC110 - a deadline, no event
+            await asyncio.sleep(wait)
+        self._busy_since = time.monotonic()
+
+    async def _yield_if_busy(self) -> None:
+        if time.monotonic() - self._busy_since >= BUSY_SECONDS:
+            await asyncio.sleep(0)
+            self._busy_since = time.monotonic()
+
+
+class Stage(StageInbox[Item]):
     """One toxic on one link: its inbox, the item it holds, its task, and the next receiver.
 
-    This is the engine's `ToxicStub`. Its waits yield to the event loop whenever the toxic has
-    worked for `BUSY_SECONDS` without waiting, so no toxic (a 1-byte slicer with no delay, a
-    bandwidth toxic catching up) can stall the API and the other proxies.
+    This is the engine's `ToxicStub` (waits: see `StageInbox`).
     """
 
     def __init__(self, link: Link, setting: ToxicSetting, memory: StageMemory) -> None:
+        super().__init__()
         self.link = link
         self.setting = setting
         self.memory = memory
         self.rng = memory.rng
         self.state = memory.state
         self.next: Receiver = link.output
-        self.inbox: deque[Item] = deque()
         # The item taken from the inbox and not yet fully sent: `held.data[held_sent:]` is left.
         self.held: Item | None = None
         self.held_sent = 0
-        self._waiter: asyncio.Future[None] | None = None
-        self._busy_since = 0.0
         self.task: asyncio.Task[None] | None = None
         # Forward in `put`, with no task: the toxic is inactive here or does nothing (see the
         # module doc). Fixed for the stage's life, since an update makes a new stage.
@@ -112,86 +179,48 @@ class Stage:
         if self.forwards:
             self.next.put(item)
             return
-        self.inbox.append(item)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._deliver(item)
 
     # -- the ToxicStub side, used by the toxic's pipe
-    def now(self) -> float:
-        return time.monotonic()
-
     async def receive(self) -> Item:
-        item = await self._next_item(math.inf)
+        """Wait for the next item; it stays `held` until sent or dropped."""
+        item = await self.receive_until(math.inf)
         assert item is not None  # no deadline: only an item ends the wait
         return item
 
     async def receive_until(self, deadline: float) -> Item | None:
-        return await self._next_item(deadline)
-
-    async def _next_item(self, deadline: float) -> Item | None:
-        if self.inbox:
-            await self._yield_if_busy()
-        while not self.inbox:
-            if self.now() >= deadline:
-                return None
-            await self._wait_for_input(deadline)
-        item = self.inbox.popleft()
-        self.held = item
-        self.held_sent = 0
+        """As `receive`, but give up at `deadline`: None when nothing came."""
+        item = await self._take(deadline)
+        if item is not None:
+            self.held = item
+            self.held_sent = 0
         return item
 
-    async def _wait_for_input(self, deadline: float) -> None:
-        loop = asyncio.get_running_loop()
-        waiter = self._waiter = loop.create_future()
-        timer = None
-        if deadline != math.inf:
-            # Timers may fire up to a millisecond early (uvloop rounds them): callers re-check.
-            timer = loop.call_later(max(0.0, deadline - self.now()), _wake, waiter)
-        try:
-            await waiter
-        finally:
-            self._waiter = None
-            if timer is not None:
-                timer.cancel()
-            self._busy_since = time.monotonic()
-
-    async def sleep_until(self, deadline: float) -> None:
-        if self.now() >= deadline:
-            await self._yield_if_busy()
-            return
-        if deadline == math.inf:
-            await asyncio.get_running_loop().create_future()  # until the task is cancelled
-        # Timers may fire up to a millisecond early (uvloop rounds them): wait again.
-        while (wait := deadline - self.now()) > 0:  # noqa: ASYNC110 - a deadline, no event
-            await asyncio.sleep(wait)
-        self._busy_since = time.monotonic()
-
-    async def _yield_if_busy(self) -> None:
-        if time.monotonic() - self._busy_since >= BUSY_SECONDS:
-            await asyncio.sleep(0)
-            self._busy_since = time.monotonic()
-
     def send(self, item: Item, at: float | None = None) -> None:
+        """Pass `item` to the next receiver, stamped as arriving there at `at` (default: now)."""
         # Whatever was held is sent now, unless the toxic holds the rest again (see `hold`).
         self.held = None
         item.arrived = self.now() if at is None else at
         self.next.put(item)
 
     def hold(self, chunk: Chunk, sent: int) -> None:
+        """Record that `chunk.data[sent:]` is not sent yet (recovered if the chain changes)."""
         self.held = chunk
         self.held_sent = sent
 
     def drop(self, item: Item) -> None:
+        """Discard `item` on purpose, and count its bytes out of the link's pipeline."""
         self.held = None
         if isinstance(item, Chunk):
             self.link.discarded(len(item.data))
 
     def close_connection(self, reason: str, *, reset: bool = False) -> None:
+        """Close both sides of this connection on behalf of the toxic (an RST if `reset`)."""
         self.link.connection.close(by=f"toxic {self.setting.name} ({reason})", reset=reset)
 
     # -- for toxics that model the path (packet_loss: its RTO and its retransmission events)
     def round_trip(self) -> float:
+        """Seconds the active latency toxics add to this connection's round trip."""
         links = self.link.connection.links.values()
         delays = [
             stage.setting.toxic.attributes.get("latency", 0)
@@ -202,6 +231,7 @@ class Stage:
         return sum(delays) / 1000
 
     def record(self, kind: str, *, at: float, **fields: Any) -> None:
+        """Record an event of this connection, direction and toxic, stamped `at`."""
         self.link.connection.record(
             kind, at=at, direction=self.link.direction, toxic=self.setting.name, **fields
         )
@@ -236,6 +266,7 @@ class LinkOutput:
         self.link = link
 
     def put(self, item: Item) -> None:
+        """Write a chunk to the destination, or pass the end of stream on as a FIN."""
         link = self.link
         if isinstance(item, Chunk):
             link.write(item.data, from_pipeline=True)
@@ -285,6 +316,7 @@ class Link:
 
     # -- input from the source side
     def feed(self, data: bytes) -> None:
+        """Take bytes read from the source: write them, or pass them into the toxic chain."""
         size = len(data)
         self.bytes_in += size
         now = time.monotonic()
@@ -305,6 +337,7 @@ class Link:
             self.write(data, from_pipeline=False)
 
     def feed_eof(self) -> None:
+        """Take the source's end of stream, behind whatever the chain still holds."""
         self._eof_received = True
         if self._chain_active:
             self.stages[0].put(EndOfStream(time.monotonic()))
@@ -313,6 +346,7 @@ class Link:
 
     # -- output to the destination side
     def write(self, data: bytes, *, from_pipeline: bool) -> None:
+        """Write `data` to the destination (`from_pipeline`: it came out of the toxic chain)."""
         if self.finished or self.connection.closed:
             return
         self.destination.write(data)
@@ -323,6 +357,7 @@ class Link:
                 self._update_flow()
 
     def discarded(self, size: int) -> None:
+        """A toxic dropped `size` bytes: they no longer count as waiting in the chain."""
         self._in_pipeline -= size
         if self._reading_paused:
             self._update_flow()
@@ -347,6 +382,7 @@ class Link:
 
     # -- flow control: stop reading while the destination or the chain is full
     def destination_full(self, full: bool) -> None:
+        """The destination's write buffer filled (or drained): pause (or resume) reading."""
         self._destination_full = full
         self._update_flow()
 
@@ -440,4 +476,5 @@ class Link:
         self._chain_active = False
 
     def active_toxics(self) -> list[str]:
+        """Names of this link's toxics that act on it (their toxicity roll succeeded)."""
         return [stage.setting.name for stage in self.stages if stage.memory.active]

@@ -6,6 +6,8 @@ A stage whose toxic does nothing as configured (noop, latency 0: `Toxic.passes_t
 lost its toxicity roll, runs no task and holds nothing: it hands each item on as it comes, in
 the same call. When every stage of a link is such a stage, nothing is pending anywhere in the
 chain, so the link writes what it reads at once, as with no toxic: such toxics cost nothing.
+A stage whose toxic only delays items in order (latency: `Toxic.due_time`) runs no task either:
+it keeps its items in its inbox, each with its due time, and a timer sends them.
 
 Never dropping, duplicating or reordering a byte when toxics change on a live link rests on one
 rule: a stage's pending items are its `held` item (taken from the inbox but not yet fully sent)
@@ -142,7 +144,10 @@ class StageInbox(Generic[InboxItem]):
 class Stage(StageInbox[Item]):
     """One toxic on one link: its inbox, the item it holds, its task, and the next receiver.
 
-    This is the engine's `ToxicStub` (waits: see `StageInbox`).
+    This is the engine's `ToxicStub` (waits: see `StageInbox`). A stage works in one of three
+    ways, fixed for its life (an update of the toxic makes a new stage): it forwards each item
+    as it comes; or it schedules each item when it comes and a timer sends it when due; or it
+    runs the toxic's `pipe` in a task.
     """
 
     def __init__(self, link: Link, setting: ToxicSetting, memory: StageMemory) -> None:
@@ -160,10 +165,14 @@ class Stage(StageInbox[Item]):
         # Forward in `put`, with no task: the toxic is inactive here or does nothing (see the
         # module doc). Fixed for the stage's life, since an update makes a new stage.
         self.forwards = not memory.active or setting.toxic.passes_through()
+        # When the toxic only delays (see the module doc): the due time of each inbox item.
+        self._due_time = None if self.forwards else setting.toxic.due_time()
+        self._dues: deque[float] = deque()
+        self._timer: asyncio.Handle | None = None
 
     def start(self) -> None:
-        """Start the toxic's `pipe` in a task, unless this stage just forwards."""
-        if not self.forwards:
+        """Start the toxic's `pipe` in a task, unless this stage forwards or schedules."""
+        if not self.forwards and self._due_time is None:
             name = f"toxic {self.setting.name} {self.link.label}"
             self.task = self.link.connection.proxy.tasks.spawn(self._run(), name=name)
 
@@ -179,7 +188,34 @@ class Stage(StageInbox[Item]):
         if self.forwards:
             self.next.put(item)
             return
-        self._deliver(item)
+        if self._due_time is None:
+            self._deliver(item)
+            return
+        self.inbox.append(item)
+        self._dues.append(self._due_time(self, item))
+        if self._timer is None:
+            self._release()
+
+    def _release(self) -> None:
+        """Send the items that are due, oldest first; set the timer for the next one."""
+        self._timer = None
+        inbox, dues, receiver = self.inbox, self._dues, self.next
+        started = now = time.monotonic()
+        while inbox:
+            due = dues[0]
+            if due > now:
+                # Timers may fire up to a millisecond early (uvloop rounds them): re-armed.
+                self._timer = self.link.loop.call_later(due - now, self._release)
+                return
+            if now - started >= BUSY_SECONDS:
+                self._timer = self.link.loop.call_soon(self._release)  # let others work first
+                return
+            item = inbox.popleft()
+            dues.popleft()
+            # A chunk is stamped with its due time, so chained latencies add up exactly.
+            item.arrived = due if isinstance(item, Chunk) else now
+            receiver.put(item)
+            now = time.monotonic()
 
     # -- the ToxicStub side, used by the toxic's pipe
     async def receive(self) -> Item:
@@ -237,10 +273,17 @@ class Stage(StageInbox[Item]):
         )
 
     # -- hand-over when the chain changes
-    def detach(self) -> list[Item]:
-        """Stop this stage and return its pending items, oldest first."""
+    def cancel(self) -> None:
+        """Stop the toxic's task or timer; pending items stay (see `detach`)."""
         if self.task is not None:
             self.task.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def detach(self) -> list[Item]:
+        """Stop this stage and return its pending items, oldest first."""
+        self.cancel()
         pending: list[Item] = []
         held = self.held
         if isinstance(held, Chunk) and self.held_sent:
@@ -251,6 +294,7 @@ class Stage(StageInbox[Item]):
         pending.extend(self.inbox)
         self.held = None
         self.inbox.clear()
+        self._dues.clear()
         return pending
 
 
@@ -470,8 +514,7 @@ class Link:
     def stop(self) -> None:
         """Cancel every stage; the connection is closing and pending items are discarded."""
         for stage in self.stages:
-            if stage.task is not None:
-                stage.task.cancel()
+            stage.cancel()
         self.stages = []
         self._chain_active = False
 

@@ -182,9 +182,8 @@ class Stage(StageInbox[Item]):
 
     # -- the side the previous stage (or the link's source) sees
     def put(self, item: Item) -> None:
-        """Queue `item` for the toxic, or hand it straight on if this stage just forwards.
-
-        A forwarding stage holds nothing, so handing on at once keeps the order."""
+        """Take `item`: hand it straight on (a forwarding stage holds nothing, so the order is
+        kept), schedule it by its due time, or queue it for the toxic's `pipe`."""
         if self.forwards:
             self.next.put(item)
             return

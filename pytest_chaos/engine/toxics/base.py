@@ -175,6 +175,5 @@ ToxicClass = TypeVar("ToxicClass", bound=type[Toxic])
 
 
 def register(cls: ToxicClass) -> ToxicClass:
-    """Register a toxic class under its wire name (`type_name`), as a class decorator."""
     TOXIC_TYPES[cls.type_name] = cls
     return cls

@@ -35,7 +35,6 @@ class ToxicSpec:
     setting: ToxicSetting
 
     def to_json(self) -> dict[str, Any]:
-        """The toxic as Toxiproxy's API shows it."""
         # Go prints a float32 1.0 as `1`; clients compare against that.
         toxicity: float | int = int(self.toxicity) if self.toxicity.is_integer() else self.toxicity
         return {
@@ -93,7 +92,6 @@ class ToxicCollection:
         self.had_connection_toxics = False
 
     def add(self, body: dict[str, Any]) -> ToxicSpec:
-        """Add the toxic a `POST /proxies/{name}/toxics` body describes; errors as upstream's."""
         type_name = _optional_string(body, "type") or ""
         given_stream = _optional_string(body, "stream")
         name = _optional_string(body, "name")
@@ -120,7 +118,6 @@ class ToxicCollection:
         return spec
 
     def update(self, name: str, body: dict[str, Any]) -> ToxicSpec:
-        """Apply a `PATCH` body to toxic `name`: its toxicity and attributes, merged."""
         current = self.get(name)
         toxicity = _parse_toxicity(body)
         attributes = self._types[current.type].parse_attributes(
@@ -139,21 +136,18 @@ class ToxicCollection:
         return spec
 
     def remove(self, name: str) -> ToxicSpec:
-        """Remove toxic `name` and return it (404 if there is none)."""
         spec = self.get(name)
         del self._toxics[name]
         self._settings.clear()
         return spec
 
     def get(self, name: str) -> ToxicSpec:
-        """Toxic `name` (404 if there is none)."""
         try:
             return self._toxics[name]
         except KeyError:
             raise ApiError(404, TOXIC_NOT_FOUND) from None
 
     def clear(self) -> bool:
-        """Remove every toxic; true if there was any."""
         had_toxics = bool(self._toxics)
         self._toxics.clear()
         self._settings.clear()

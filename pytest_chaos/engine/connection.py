@@ -32,6 +32,11 @@ DOWNSTREAM = "downstream"
 CLIENT = "client"
 SERVER = "server"
 
+# What unseeded toxics draw from. Seeding a generator of its own per toxic and connection reads
+# the OS's entropy each time (a tenth of a short connection's cost with two toxics); unseeded
+# draws need not be repeatable, so they share one generator seeded once.
+UNSEEDED_RNG = random.Random()
+
 # The link a side feeds with what it reads, and the link that writes to it.
 LINK_FROM_SIDE = {CLIENT: UPSTREAM, SERVER: DOWNSTREAM}
 LINK_TO_SIDE = {CLIENT: DOWNSTREAM, SERVER: UPSTREAM}
@@ -69,6 +74,7 @@ class Connection:
 
     # -- life cycle
     def client_connected(self, transport: asyncio.Transport) -> None:
+        """The client's socket is accepted: record it and start dialling the upstream."""
         self.client = transport
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         self.record("accepted", client=_address(transport.get_extra_info("peername")))
@@ -130,7 +136,7 @@ class Connection:
             # The seed and this connection's number as they are when the toxic starts acting
             # here: a reseed (`POST /seed`) between tests applies to toxics added after it.
             if proxy.seed is None:
-                return random.Random()
+                return UNSEEDED_RNG
             # `random` hashes a str seed with SHA-512: stable across runs and processes.
             key = f"{proxy.seed}/{proxy.name}/{self.index}/{direction}/{toxic_name}"
             return random.Random(key)
@@ -161,10 +167,12 @@ class Connection:
         self.http.set_toxics(settings)
 
     def active_toxics(self) -> dict[str, list[str]]:
+        """The names of the toxics acting on each direction of this connection."""
         return {direction: link.active_toxics() for direction, link in self.links.items()}
 
     # -- events from the sides and the links
     def data_from(self, side: str, data: bytes) -> None:
+        """Bytes read from `side`: into its link, or kept until the links exist."""
         if self.closed:
             return  # a side being drained, or bytes that raced the close: dropped
         link = self.links.get(LINK_FROM_SIDE[side])
@@ -181,6 +189,7 @@ class Connection:
             transport.pause_reading()
 
     def eof_from(self, side: str) -> None:
+        """`side` sent its FIN: pass it through its link, behind what the link holds."""
         if self.closed:
             # A side still draining after the close (see `close(drain=True)`) is done.
             transport = self.client if side == CLIENT else self.server
@@ -202,6 +211,7 @@ class Connection:
             link.feed_eof()
 
     def writing_paused(self, side: str, paused: bool) -> None:
+        """`side`'s write buffer filled (or drained): the link writing to it stops reading."""
         link = self.links.get(LINK_TO_SIDE[side])
         if link is not None:
             link.destination_full(paused)
@@ -216,9 +226,11 @@ class Connection:
             self.close(by=self._first_fin or "proxy")
 
     def socket_opened(self) -> None:
+        """Count one more open socket of this connection (see `wait_closed`)."""
         self._open_sockets += 1
 
     def socket_gone(self) -> None:
+        """Count one socket closed; with none left, the connection is really gone."""
         self._open_sockets -= 1
         if self._open_sockets <= 0:
             self._sockets_gone.set()
@@ -236,6 +248,7 @@ class Connection:
             await self._sockets_gone.wait()
 
     def side_lost(self, side: str, error: BaseException | None) -> None:
+        """`side`'s socket is gone: close the connection (a reset if it was reset)."""
         self.socket_gone()
         if self.closed:
             return
@@ -291,9 +304,11 @@ class Connection:
 
     # -- the record
     def record(self, kind: str, **fields: Any) -> None:
+        """Record an event of this connection in the proxy's event log."""
         self.proxy.events.record(kind, proxy=self.proxy.name, connection=self.id, **fields)
 
     def record_data(self, direction: str, size: int, *, at: float, until: float) -> None:
+        """Record a `data` event: `size` bytes read in `direction` from `at` to `until`."""
         self.proxy.events.record(
             "data",
             proxy=self.proxy.name,

@@ -2,6 +2,12 @@
 
 With no toxic the link is a straight pipe: each chunk read is written at once. With toxics,
 every chunk enters a chain of `Stage`s, one per toxic, each running its toxic's `pipe` in a task.
+A stage whose toxic does nothing as configured (noop, latency 0: `Toxic.passes_through`), or
+lost its toxicity roll, runs no task and holds nothing: it hands each item on as it comes, in
+the same call. When every stage of a link is such a stage, nothing is pending anywhere in the
+chain, so the link writes what it reads at once, as with no toxic: such toxics cost nothing.
+A stage whose toxic only delays items in order (latency: `Toxic.due_time`) runs no task either:
+it keeps its items in its inbox, each with its due time, and a timer sends them.
 
 Never dropping, duplicating or reordering a byte when toxics change on a live link rests on one
 rule: a stage's pending items are its `held` item (taken from the inbox but not yet fully sent)
@@ -19,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from pytest_chaos.engine.stream import Chunk, EndOfStream, Item
 from pytest_chaos.engine.toxics import Toxic
@@ -47,7 +53,11 @@ class ToxicSetting:
 
 
 class Receiver(Protocol):
-    def put(self, item: Item) -> None: ...
+    """Whatever a stage hands its items to: the next stage, or the link's output."""
+
+    def put(self, item: Item) -> None:
+        """Take `item`, which arrived later than everything put here before."""
+        ...
 
 
 @dataclass
@@ -60,71 +70,43 @@ class StageMemory:
     state: dict[str, Any] = field(default_factory=dict)
 
 
-class Stage:
-    """One toxic on one link: its inbox, the item it holds, its task, and the next receiver.
+InboxItem = TypeVar("InboxItem")
 
-    This is the engine's `ToxicStub`. Its waits yield to the event loop whenever the toxic has
-    worked for `BUSY_SECONDS` without waiting, so no toxic (a 1-byte slicer with no delay, a
-    bandwidth toxic catching up) can stall the API and the other proxies.
+
+class StageInbox(Generic[InboxItem]):
+    """The waiting every toxic stage does, TCP (`Stage`) or UDP (`udp.link.DatagramStage`):
+    an inbox its toxic's coroutine takes items from, with or without a deadline, and sleeps.
+
+    Every wait yields to the event loop whenever the toxic has worked for `BUSY_SECONDS`
+    without waiting, so no toxic (a 1-byte slicer with no delay, a bandwidth toxic catching
+    up, a burst of datagrams) can stall the API and the other proxies.
     """
 
-    def __init__(self, link: Link, setting: ToxicSetting, memory: StageMemory) -> None:
-        self.link = link
-        self.setting = setting
-        self.memory = memory
-        self.rng = memory.rng
-        self.state = memory.state
-        self.next: Receiver = link.output
-        self.inbox: deque[Item] = deque()
-        # The item taken from the inbox and not yet fully sent: `held.data[held_sent:]` is left.
-        self.held: Item | None = None
-        self.held_sent = 0
+    def __init__(self) -> None:
+        self.inbox: deque[InboxItem] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._busy_since = 0.0
-        self.task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        if self.memory.active:
-            name = f"toxic {self.setting.name} {self.link.label}"
-            self.task = self.link.connection.proxy.tasks.spawn(self._run(), name=name)
-
-    async def _run(self) -> None:
-        self._busy_since = time.monotonic()
-        await self.setting.toxic.pipe(self)
-
-    # -- the side the previous stage (or the link's source) sees
-    def put(self, item: Item) -> None:
-        if not self.memory.active:
-            self.next.put(item)
-            return
+    def _deliver(self, item: InboxItem) -> None:
+        """Queue `item` and wake the toxic if it waits for one."""
         self.inbox.append(item)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    # -- the ToxicStub side, used by the toxic's pipe
     def now(self) -> float:
+        """The stage's clock: `time.monotonic()`."""
         return time.monotonic()
 
-    async def receive(self) -> Item:
-        item = await self._next_item(math.inf)
-        assert item is not None  # no deadline: only an item ends the wait
-        return item
-
-    async def receive_until(self, deadline: float) -> Item | None:
-        return await self._next_item(deadline)
-
-    async def _next_item(self, deadline: float) -> Item | None:
+    async def _take(self, deadline: float) -> InboxItem | None:
+        """The next item of the inbox, waiting until `deadline` at most (None: nothing came)."""
         if self.inbox:
             await self._yield_if_busy()
         while not self.inbox:
             if self.now() >= deadline:
                 return None
             await self._wait_for_input(deadline)
-        item = self.inbox.popleft()
-        self.held = item
-        self.held_sent = 0
-        return item
+        return self.inbox.popleft()
 
     async def _wait_for_input(self, deadline: float) -> None:
         loop = asyncio.get_running_loop()
@@ -142,6 +124,7 @@ class Stage:
             self._busy_since = time.monotonic()
 
     async def sleep_until(self, deadline: float) -> None:
+        """Wait until `now()` reaches `deadline`; `math.inf` waits until the task is cancelled."""
         if self.now() >= deadline:
             await self._yield_if_busy()
             return
@@ -157,26 +140,122 @@ class Stage:
             await asyncio.sleep(0)
             self._busy_since = time.monotonic()
 
+
+class Stage(StageInbox[Item]):
+    """One toxic on one link: its inbox, the item it holds, its task, and the next receiver.
+
+    This is the engine's `ToxicStub` (waits: see `StageInbox`). A stage works in one of three
+    ways, fixed for its life (an update of the toxic makes a new stage): it forwards each item
+    as it comes; or it schedules each item when it comes and a timer sends it when due; or it
+    runs the toxic's `pipe` in a task.
+    """
+
+    def __init__(self, link: Link, setting: ToxicSetting, memory: StageMemory) -> None:
+        super().__init__()
+        self.link = link
+        self.setting = setting
+        self.memory = memory
+        self.rng = memory.rng
+        self.state = memory.state
+        self.next: Receiver = link.output
+        # The item taken from the inbox and not yet fully sent: `held.data[held_sent:]` is left.
+        self.held: Item | None = None
+        self.held_sent = 0
+        self.task: asyncio.Task[None] | None = None
+        # Forward in `put`, with no task: the toxic is inactive here or does nothing (see the
+        # module doc). Fixed for the stage's life, since an update makes a new stage.
+        self.forwards = not memory.active or setting.toxic.passes_through()
+        # When the toxic only delays (see the module doc): the due time of each inbox item.
+        self._due_time = None if self.forwards else setting.toxic.due_time()
+        self._dues: deque[float] = deque()
+        self._timer: asyncio.Handle | None = None
+
+    def start(self) -> None:
+        """Start the toxic's `pipe` in a task, unless this stage forwards or schedules."""
+        if not self.forwards and self._due_time is None:
+            name = f"toxic {self.setting.name} {self.link.label}"
+            self.task = self.link.connection.proxy.tasks.spawn(self._run(), name=name)
+
+    async def _run(self) -> None:
+        self._busy_since = time.monotonic()
+        await self.setting.toxic.pipe(self)
+
+    # -- the side the previous stage (or the link's source) sees
+    def put(self, item: Item) -> None:
+        """Take `item`: hand it straight on (a forwarding stage holds nothing, so the order is
+        kept), schedule it by its due time, or queue it for the toxic's `pipe`."""
+        if self.forwards:
+            self.next.put(item)
+            return
+        if self._due_time is None:
+            self._deliver(item)
+            return
+        self.inbox.append(item)
+        self._dues.append(self._due_time(self, item))
+        if self._timer is None:
+            self._release()
+
+    def _release(self) -> None:
+        """Send the items that are due, oldest first; set the timer for the next one."""
+        self._timer = None
+        inbox, dues, receiver = self.inbox, self._dues, self.next
+        started = now = time.monotonic()
+        while inbox:
+            due = dues[0]
+            if due > now:
+                # Timers may fire up to a millisecond early (uvloop rounds them): re-armed.
+                self._timer = self.link.loop.call_later(due - now, self._release)
+                return
+            if now - started >= BUSY_SECONDS:
+                self._timer = self.link.loop.call_soon(self._release)  # let others work first
+                return
+            item = inbox.popleft()
+            dues.popleft()
+            # A chunk is stamped with its due time, so chained latencies add up exactly.
+            item.arrived = due if isinstance(item, Chunk) else now
+            receiver.put(item)
+            now = time.monotonic()
+
+    # -- the ToxicStub side, used by the toxic's pipe
+    async def receive(self) -> Item:
+        """Wait for the next item; it stays `held` until sent or dropped."""
+        item = await self.receive_until(math.inf)
+        assert item is not None  # no deadline: only an item ends the wait
+        return item
+
+    async def receive_until(self, deadline: float) -> Item | None:
+        """As `receive`, but give up at `deadline`: None when nothing came."""
+        item = await self._take(deadline)
+        if item is not None:
+            self.held = item
+            self.held_sent = 0
+        return item
+
     def send(self, item: Item, at: float | None = None) -> None:
+        """Pass `item` to the next receiver, stamped as arriving there at `at` (default: now)."""
         # Whatever was held is sent now, unless the toxic holds the rest again (see `hold`).
         self.held = None
         item.arrived = self.now() if at is None else at
         self.next.put(item)
 
     def hold(self, chunk: Chunk, sent: int) -> None:
+        """Record that `chunk.data[sent:]` is not sent yet (recovered if the chain changes)."""
         self.held = chunk
         self.held_sent = sent
 
     def drop(self, item: Item) -> None:
+        """Discard `item` on purpose, and count its bytes out of the link's pipeline."""
         self.held = None
         if isinstance(item, Chunk):
             self.link.discarded(len(item.data))
 
     def close_connection(self, reason: str, *, reset: bool = False) -> None:
+        """Close both sides of this connection on behalf of the toxic (an RST if `reset`)."""
         self.link.connection.close(by=f"toxic {self.setting.name} ({reason})", reset=reset)
 
     # -- for toxics that model the path (packet_loss: its RTO and its retransmission events)
     def round_trip(self) -> float:
+        """Seconds the active latency toxics add to this connection's round trip."""
         links = self.link.connection.links.values()
         delays = [
             stage.setting.toxic.attributes.get("latency", 0)
@@ -187,15 +266,23 @@ class Stage:
         return sum(delays) / 1000
 
     def record(self, kind: str, *, at: float, **fields: Any) -> None:
+        """Record an event of this connection, direction and toxic, stamped `at`."""
         self.link.connection.record(
             kind, at=at, direction=self.link.direction, toxic=self.setting.name, **fields
         )
 
     # -- hand-over when the chain changes
-    def detach(self) -> list[Item]:
-        """Stop this stage and return its pending items, oldest first."""
+    def cancel(self) -> None:
+        """Stop the toxic's task or timer; pending items stay (see `detach`)."""
         if self.task is not None:
             self.task.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def detach(self) -> list[Item]:
+        """Stop this stage and return its pending items, oldest first."""
+        self.cancel()
         pending: list[Item] = []
         held = self.held
         if isinstance(held, Chunk) and self.held_sent:
@@ -206,6 +293,7 @@ class Stage:
         pending.extend(self.inbox)
         self.held = None
         self.inbox.clear()
+        self._dues.clear()
         return pending
 
 
@@ -221,6 +309,7 @@ class LinkOutput:
         self.link = link
 
     def put(self, item: Item) -> None:
+        """Write a chunk to the destination, or pass the end of stream on as a FIN."""
         link = self.link
         if isinstance(item, Chunk):
             link.write(item.data, from_pipeline=True)
@@ -251,6 +340,9 @@ class Link:
         self.destination = destination
         self.output: LinkOutput = LinkOutput(self)
         self.stages: list[Stage] = []
+        # Some stage runs its toxic in a task, so items must go through the chain (see the
+        # module doc): false with no toxic, or only toxics that do nothing.
+        self._chain_active = False
         self._memories: dict[str, StageMemory] = {}
         self._rng_factory = rng_factory
         self.bytes_in = 0
@@ -267,6 +359,7 @@ class Link:
 
     # -- input from the source side
     def feed(self, data: bytes) -> None:
+        """Take bytes read from the source: write them, or pass them into the toxic chain."""
         size = len(data)
         self.bytes_in += size
         now = time.monotonic()
@@ -278,7 +371,7 @@ class Link:
             self.connection.proxy.events.run_opened(self)
             self._run_bytes = size
             self._run_first = self._run_last = now
-        if self.stages:
+        if self._chain_active:
             self._in_pipeline += size
             self.stages[0].put(Chunk(data, now))
             if self._in_pipeline > PIPELINE_HIGH_WATER:
@@ -287,14 +380,16 @@ class Link:
             self.write(data, from_pipeline=False)
 
     def feed_eof(self) -> None:
+        """Take the source's end of stream, behind whatever the chain still holds."""
         self._eof_received = True
-        if self.stages:
+        if self._chain_active:
             self.stages[0].put(EndOfStream(time.monotonic()))
         else:
             self.finish()
 
     # -- output to the destination side
     def write(self, data: bytes, *, from_pipeline: bool) -> None:
+        """Write `data` to the destination (`from_pipeline`: it came out of the toxic chain)."""
         if self.finished or self.connection.closed:
             return
         self.destination.write(data)
@@ -305,6 +400,7 @@ class Link:
                 self._update_flow()
 
     def discarded(self, size: int) -> None:
+        """A toxic dropped `size` bytes: they no longer count as waiting in the chain."""
         self._in_pipeline -= size
         if self._reading_paused:
             self._update_flow()
@@ -329,6 +425,7 @@ class Link:
 
     # -- flow control: stop reading while the destination or the chain is full
     def destination_full(self, full: bool) -> None:
+        """The destination's write buffer filled (or drained): pause (or resume) reading."""
         self._destination_full = full
         self._update_flow()
 
@@ -388,6 +485,7 @@ class Link:
         for stage in new_stages:
             if stage.task is None:
                 stage.start()
+        self._chain_active = not all(stage.forwards for stage in new_stages)
         return close_connection
 
     def _receiver_after(
@@ -415,9 +513,10 @@ class Link:
     def stop(self) -> None:
         """Cancel every stage; the connection is closing and pending items are discarded."""
         for stage in self.stages:
-            if stage.task is not None:
-                stage.task.cancel()
+            stage.cancel()
         self.stages = []
+        self._chain_active = False
 
     def active_toxics(self) -> list[str]:
+        """Names of this link's toxics that act on it (their toxicity roll succeeded)."""
         return [stage.setting.name for stage in self.stages if stage.memory.active]

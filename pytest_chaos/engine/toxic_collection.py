@@ -85,6 +85,9 @@ class ToxicCollection:
     def __init__(self, types: Mapping[str, type[Toxic]] = TOXIC_TYPES) -> None:
         self._toxics: dict[str, ToxicSpec] = {}
         self._types = types
+        # `settings` per stream, as every new connection asks for them (twice with the SYN
+        # model): built once per change of the toxics, not per connection.
+        self._settings: dict[str, list[ToxicSetting]] = {}
         # Once true, the proxy's connections parse HTTP from their first byte, so that a later
         # HTTP toxic never starts reading a connection mid-message (see `connection_settings`).
         self.had_connection_toxics = False
@@ -112,6 +115,7 @@ class ToxicCollection:
         toxicity = 1.0 if toxicity is None else toxicity
         spec = _build(self._types, name, type_name, stream, toxicity, attributes)
         self._toxics[name] = spec
+        self._settings.clear()
         self.had_connection_toxics |= toxic_class.acts_on_connection
         return spec
 
@@ -131,12 +135,14 @@ class ToxicCollection:
             attributes,
         )
         self._toxics[name] = spec
+        self._settings.clear()
         return spec
 
     def remove(self, name: str) -> ToxicSpec:
         """Remove a toxic and return it (404 if there is none of that name)."""
         spec = self.get(name)
         del self._toxics[name]
+        self._settings.clear()
         return spec
 
     def get(self, name: str) -> ToxicSpec:
@@ -150,6 +156,7 @@ class ToxicCollection:
         """Remove every toxic; true if there were any."""
         had_toxics = bool(self._toxics)
         self._toxics.clear()
+        self._settings.clear()
         return had_toxics
 
     def listing(self) -> list[ToxicSpec]:
@@ -159,12 +166,17 @@ class ToxicCollection:
         ]
 
     def settings(self, stream: str) -> list[ToxicSetting]:
-        """The toxics the links of `stream` run as stages (not the connection-level ones)."""
-        return [
-            spec.setting
-            for spec in self._toxics.values()
-            if spec.stream == stream and not spec.setting.toxic.acts_on_connection
-        ]
+        """The toxics the links of `stream` run as stages (not the connection-level ones).
+
+        The list is shared by every caller until the toxics change: read it, never change it."""
+        settings = self._settings.get(stream)
+        if settings is None:
+            settings = self._settings[stream] = [
+                spec.setting
+                for spec in self._toxics.values()
+                if spec.stream == stream and not spec.setting.toxic.acts_on_connection
+            ]
+        return settings
 
     def connection_settings(self) -> list[ToxicSetting]:
         """The toxics that act on whole connections (HTTP-aware), in the order they were

@@ -390,3 +390,89 @@ def test_noop_passes_everything_at_once() -> None:
     stub = FakeStub().run(make("noop"), [(0.0, chunk(b"a")), (0.5, chunk(b"b")), (0.7, eos())])
 
     assert [(s.time, s.data) for s in stub.sent] == [(0.0, b"a"), (0.5, b"b"), (0.7, None)]
+
+
+# -- passes_through: the stage then forwards without running `pipe`, so both must agree
+@pytest.mark.parametrize(
+    ("type_name", "attributes"),
+    [
+        ("noop", {}),
+        ("latency", {"latency": 0, "jitter": 0}),
+        ("slow_close", {"delay": 0}),
+    ],
+)
+def test_a_toxic_that_passes_through_sends_everything_at_once_unchanged(
+    type_name: str, attributes: dict[str, int]
+) -> None:
+    toxic = make(type_name, **attributes)
+    arrivals = [(0.0, chunk(b"a")), (0.5, chunk(b"bc")), (0.5, chunk(b"d")), (0.7, eos())]
+
+    stub = FakeStub().run(toxic, arrivals)
+
+    assert toxic.passes_through()
+    assert [(s.time, s.data, s.arrived) for s in stub.sent] == [
+        (0.0, b"a", 0.0),
+        (0.5, b"bc", 0.5),
+        (0.5, b"d", 0.5),
+        (0.7, None, 0.7),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("type_name", "attributes"),
+    [
+        ("latency", {"latency": 1}),
+        ("latency", {"jitter": 1}),
+        ("slow_close", {"delay": 1}),
+        ("slicer", {"average_size": 1}),
+        ("bandwidth", {"rate": 10**9}),
+        ("limit_data", {"bytes": 10**9}),
+        ("timeout", {}),
+        ("reset_peer", {}),
+        ("packet_loss", {}),
+    ],
+)
+def test_a_toxic_that_can_change_anything_does_not_pass_through(
+    type_name: str, attributes: dict[str, int]
+) -> None:
+    assert not make(type_name, **attributes).passes_through()
+
+
+# -- due_time: the engine sends a latency's items from timers, the fake clock runs its pipe
+@pytest.mark.parametrize(
+    "attributes", [{"latency": 100}, {"latency": 100, "jitter": 80}, {"jitter": 30}]
+)
+def test_scheduling_by_due_time_sends_what_the_pipe_sends(attributes: dict[str, int]) -> None:
+    """What `Stage` does with `due_time` (send each item once due and after every earlier
+    one, a chunk stamped with its due time) gives the pipe's sends, item for item."""
+    arrivals: list[tuple[float, Item]] = [
+        (0.0, chunk(b"a")),
+        (0.01, chunk(b"b")),
+        (0.05, chunk(b"c")),
+        (0.05, eos()),
+    ]
+    toxic = make("latency", **attributes)
+    due_time = toxic.due_time()
+    assert due_time is not None
+    scheduler = FakeStub(seed=7)
+    scheduled: list[Sent] = []
+    last_sent = 0.0
+    for at, item in arrivals:
+        item.arrived = at
+        due = due_time(scheduler, item)
+        last_sent = max(last_sent, due, at)
+        data = item.data if isinstance(item, Chunk) else None
+        scheduled.append(Sent(last_sent, data, due if data is not None else last_sent))
+
+    fresh = [
+        (at, Chunk(item.data, 0.0) if isinstance(item, Chunk) else eos()) for at, item in arrivals
+    ]
+    piped = FakeStub(seed=7).run(toxic, fresh).sent
+
+    assert scheduled == piped
+    assert [s.data for s in piped] == [b"a", b"b", b"c", None]
+
+
+def test_only_latency_is_scheduled_by_due_time() -> None:
+    scheduled = [name for name, cls in TOXIC_TYPES.items() if cls.due_time is not Toxic.due_time]
+    assert scheduled == ["latency"]

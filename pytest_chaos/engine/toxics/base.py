@@ -8,7 +8,7 @@ queueing, the byte accounting and the hand-over when toxics change on a live con
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
 
@@ -140,6 +140,26 @@ class Toxic:
     @classmethod
     def check_combination(cls, values: Mapping[str, int]) -> None:
         """Reject attribute combinations that are each valid alone but not together."""
+
+    def passes_through(self) -> bool:
+        """True when this toxic, as configured, sends every item on unchanged and at once.
+
+        Its stage then forwards items as they come, without running `pipe` (no task, no hop
+        through the event loop), so a do-nothing toxic costs about what no toxic costs. The
+        default `pipe` does exactly that; a subclass whose `pipe` does nothing for some
+        attributes (latency 0) says so here, and `pipe` must then behave the same.
+        """
+        return type(self).pipe is Toxic.pipe
+
+    def due_time(self) -> Callable[[ToxicStub, Item], float] | None:
+        """For a toxic that only delays items and keeps their order (latency): the function
+        giving the `now()` time an item that just arrived is due to leave.
+
+        Its stage then runs no task: each item is sent, from a timer, once it is due and every
+        earlier item has left, stamped with its due time (an end of stream: when it leaves).
+        `pipe` must do exactly that. None (the default): the stage runs `pipe`.
+        """
+        return None
 
     async def pipe(self, stub: ToxicStub) -> None:
         """Default behaviour: pass every item on unchanged."""

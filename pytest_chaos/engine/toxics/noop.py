@@ -7,4 +7,6 @@ from pytest_chaos.engine.toxics.base import Toxic, register
 
 @register
 class Noop(Toxic):
+    """Passes every item on unchanged: the default `pipe`, so its stage runs no task."""
+
     type_name = "noop"

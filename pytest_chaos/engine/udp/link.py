@@ -18,12 +18,11 @@ import itertools
 import math
 import random
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from pytest_chaos.engine.link import BUSY_SECONDS, DATA_RUN_SECONDS, StageMemory, ToxicSetting
+from pytest_chaos.engine.link import DATA_RUN_SECONDS, StageInbox, StageMemory, ToxicSetting
 from pytest_chaos.engine.udp.datagram import Datagram, DatagramToxic
 
 if TYPE_CHECKING:
@@ -31,30 +30,34 @@ if TYPE_CHECKING:
 
 
 class Receiver(Protocol):
-    def put(self, datagram: Datagram) -> None: ...
+    """Whatever a stage hands its datagrams to: the next stage, or the link's output."""
+
+    def put(self, datagram: Datagram) -> None:
+        """Take `datagram`."""
+        ...
 
 
-class DatagramStage:
-    """One datagram toxic on one session direction: the engine's `DatagramStub`."""
+class DatagramStage(StageInbox[Datagram]):
+    """One datagram toxic on one session direction: the engine's `DatagramStub` (its waits
+    are `StageInbox`'s, as a TCP stage's)."""
 
     def __init__(self, link: DatagramLink, setting: ToxicSetting, memory: StageMemory) -> None:
+        super().__init__()
         self.link = link
         self.setting = setting
         self.memory = memory
         self.rng = memory.rng
         self.state = memory.state
         self.next: Receiver = link.output
-        self.inbox: deque[Datagram] = deque()
         # Taken by the toxic, neither sent nor dropped yet (a datagram `reorder` holds back).
         self._taken: dict[int, Datagram] = {}
         # Sent for a later time: key -> (timer, datagram, when).
         self._scheduled: dict[int, tuple[asyncio.TimerHandle, Datagram, float]] = {}
         self._keys = itertools.count()
-        self._waiter: asyncio.Future[None] | None = None
-        self._busy_since = 0.0
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        """Start the toxic's `datagram_pipe` in a task, if its toxicity roll succeeded."""
         if self.memory.active:
             name = f"toxic {self.setting.name} {self.link.label}"
             self.task = self.link.session.proxy.tasks.spawn(self._run(), name=name)
@@ -66,54 +69,28 @@ class DatagramStage:
         await toxic.datagram_pipe(self)
 
     def put(self, datagram: Datagram) -> None:
+        """Queue `datagram` for the toxic, or pass it on if the toxic is not active here."""
         if not self.memory.active:
             self.next.put(datagram)
             return
-        self.inbox.append(datagram)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._deliver(datagram)
 
     # -- the DatagramStub side
-    def now(self) -> float:
-        return time.monotonic()
-
     async def receive(self) -> Datagram:
+        """Wait for the next datagram; it stays held by this stage until sent or dropped."""
         datagram = await self.receive_until(math.inf)
         assert datagram is not None  # no deadline: only a datagram ends the wait
         return datagram
 
     async def receive_until(self, deadline: float) -> Datagram | None:
-        if self.inbox and time.monotonic() - self._busy_since >= BUSY_SECONDS:
-            await asyncio.sleep(0)  # a burst of datagrams must not starve the loop
-            self._busy_since = time.monotonic()
-        while not self.inbox:
-            if self.now() >= deadline:
-                return None
-            loop = asyncio.get_running_loop()
-            waiter = self._waiter = loop.create_future()
-            timer = None
-            if deadline != math.inf:
-                timer = loop.call_later(max(0.0, deadline - self.now()), _wake, waiter)
-            try:
-                await waiter
-            finally:
-                self._waiter = None
-                if timer is not None:
-                    timer.cancel()
-                self._busy_since = time.monotonic()
-        datagram = self.inbox.popleft()
-        self._taken[id(datagram)] = datagram
+        """As `receive`, but give up at `deadline`: None when nothing came."""
+        datagram = await self._take(deadline)
+        if datagram is not None:
+            self._taken[id(datagram)] = datagram
         return datagram
 
-    async def sleep_until(self, deadline: float) -> None:
-        if deadline == math.inf:
-            await asyncio.get_running_loop().create_future()  # until the task is cancelled
-        while (wait := deadline - self.now()) > 0:  # noqa: ASYNC110 - a deadline, no event
-            await asyncio.sleep(wait)
-        self._busy_since = time.monotonic()
-
     def send(self, datagram: Datagram, at: float | None = None) -> None:
+        """Pass `datagram` on now, or schedule it for `at` (a `now()` time)."""
         self._taken.pop(id(datagram), None)
         now = self.now()
         if at is None or at <= now:
@@ -136,13 +113,16 @@ class DatagramStage:
         self.next.put(datagram)
 
     def drop(self, datagram: Datagram) -> None:
+        """Discard `datagram` on purpose, and count it as dropped."""
         self._taken.pop(id(datagram), None)
         self.link.note(datagram, "dropped")
 
     def mark(self, datagram: Datagram, what: str) -> None:
+        """Count `datagram` as duplicated, corrupted or reordered."""
         self.link.note(datagram, what)
 
     def close_session(self, reason: str) -> None:
+        """Close this session on behalf of the toxic."""
         self.link.session.close(by=f"toxic {self.setting.name} ({reason})")
 
     # -- hand-over when the chain changes
@@ -161,11 +141,6 @@ class DatagramStage:
         return pending
 
 
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
-
-
 class DatagramOutput:
     """The end of a session direction: the datagram leaves the proxy."""
 
@@ -173,6 +148,7 @@ class DatagramOutput:
         self.link = link
 
     def put(self, datagram: Datagram) -> None:
+        """Send `datagram` out of the proxy."""
         self.link.write(datagram)
 
 
@@ -217,6 +193,7 @@ class DatagramLink:
 
     # -- datagrams
     def feed(self, data: bytes) -> None:
+        """Take a datagram read from the source: send it, or pass it into the toxic chain."""
         now = time.monotonic()
         datagram = Datagram(data, now, self.totals["in"])
         self.totals["in"] += 1
@@ -230,6 +207,7 @@ class DatagramLink:
             self.write(datagram)
 
     def write(self, datagram: Datagram) -> None:
+        """Send `datagram` to the destination and count it."""
         if self.stopped:
             return
         self._write(datagram.data)
@@ -327,6 +305,7 @@ class DatagramLink:
         return memory
 
     def active_toxics(self) -> list[str]:
+        """Names of this direction's toxics that act on it (their toxicity roll succeeded)."""
         return [stage.setting.name for stage in self.stages if stage.memory.active]
 
     def stop(self) -> None:

@@ -237,13 +237,29 @@ class Connection:
 
     def side_lost(self, side: str, error: BaseException | None) -> None:
         self.socket_gone()
-        if self.closed:
-            return
-        if error is not None:
-            # Pass a reset on as a reset: the other peer should see what really happened.
-            self.close(by=side, reset=True, error=_describe(error))
-        else:
-            self.close(by=side)
+        if not self.closed:
+            if error is not None:
+                # Pass a reset on as a reset: the other peer should see what really happened.
+                self.close(by=side, reset=True, error=_describe(error))
+            else:
+                self.close(by=side)
+        if self._open_sockets <= 0:
+            self._release()
+
+    def _release(self) -> None:
+        """Break the reference cycles of a closed connection whose sockets are all gone.
+
+        Links, transports, protocols and the HTTP layer point back at the connection; left
+        as they are, every closed connection would be garbage only the cyclic collector can
+        free: more memory between collections, and longer collections (their pauses delay
+        every timer of the loop, a latency toxic's with them). Released, reference counting
+        frees it at once. Safe to call again (a dial that returns after the close).
+        """
+        for link in self.links.values():
+            link.release()
+        self.links = {}
+        self.client = self.server = None
+        self.http = None
 
     def close(
         self,

@@ -228,6 +228,16 @@ class LinkOutput:
             link.finish()
 
 
+class _ReleasedOutput:
+    """The output of a released link: whatever still reaches it is dropped."""
+
+    def put(self, item: Item) -> None:
+        """Drop `item`: its connection is closed and gone."""
+
+
+_RELEASED_OUTPUT = _ReleasedOutput()
+
+
 class Link:
     """Copies one direction of a connection through the toxics configured for that stream."""
 
@@ -249,7 +259,7 @@ class Link:
         self.loop = asyncio.get_running_loop()
         self.source = source
         self.destination = destination
-        self.output: LinkOutput = LinkOutput(self)
+        self.output: Receiver = LinkOutput(self)
         self.stages: list[Stage] = []
         self._memories: dict[str, StageMemory] = {}
         self._rng_factory = rng_factory
@@ -417,7 +427,14 @@ class Link:
         for stage in self.stages:
             if stage.task is not None:
                 stage.task.cancel()
+                # The finished task's traceback holds the stage: a cycle, unless dropped.
+                stage.task = None
         self.stages = []
+
+    def release(self) -> None:
+        """Drop this stopped link's cycle with its output (see `Connection._release`)."""
+        self.stages = []
+        self.output = _RELEASED_OUTPUT
 
     def active_toxics(self) -> list[str]:
         return [stage.setting.name for stage in self.stages if stage.memory.active]

@@ -31,6 +31,7 @@ log = logging.getLogger("pytest_chaos.engine")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `pytest-chaos serve` options, named as upstream's `toxiproxy-server` names them."""
     parser = argparse.ArgumentParser(
         prog="pytest-chaos serve",
         description="Run the pytest-chaos engine: a Toxiproxy-compatible fault proxy server.",
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_config(path: str) -> object:
+    """The proxies of a `-config` JSON file, or exit naming the file and what is wrong."""
     try:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
@@ -103,6 +105,8 @@ def load_config(path: str) -> object:
 
 
 async def serve(args: argparse.Namespace) -> int:
+    """Run the engine until SIGTERM, SIGINT or (with `--exit-with-parent`) the parent's death,
+    and return the exit status."""
     engine = Engine(
         seed=args.seed, proxy_metrics=args.proxy_metrics, runtime_metrics=args.runtime_metrics
     )
@@ -158,6 +162,7 @@ async def _stop_when_orphaned(parent: int, stop: asyncio.Event) -> None:
 
 
 def run(argv: Sequence[str]) -> int:
+    """The `pytest-chaos serve` command: parse `argv`, log to stderr through a queue, serve."""
     args = build_parser().parse_args(argv)
     # Log lines go to stderr, timestamped, through a queue: a log call never blocks the loop.
     writer = LogWriter(sys.stderr)

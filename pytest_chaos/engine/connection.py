@@ -69,6 +69,7 @@ class Connection:
 
     # -- life cycle
     def client_connected(self, transport: asyncio.Transport) -> None:
+        """The client's socket is accepted: record it and start dialling the upstream."""
         self.client = transport
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         self.record("accepted", client=_address(transport.get_extra_info("peername")))
@@ -161,10 +162,12 @@ class Connection:
         self.http.set_toxics(settings)
 
     def active_toxics(self) -> dict[str, list[str]]:
+        """The toxics whose toxicity roll landed on this connection, per direction."""
         return {direction: link.active_toxics() for direction, link in self.links.items()}
 
     # -- events from the sides and the links
     def data_from(self, side: str, data: bytes) -> None:
+        """Bytes read from `side`: into its link (or kept until the links exist)."""
         if self.closed:
             return  # a side being drained, or bytes that raced the close: dropped
         link = self.links.get(LINK_FROM_SIDE[side])
@@ -181,6 +184,7 @@ class Connection:
             transport.pause_reading()
 
     def eof_from(self, side: str) -> None:
+        """`side` sent a FIN: pass it through its link after the bytes before it."""
         if self.closed:
             # A side still draining after the close (see `close(drain=True)`) is done.
             transport = self.client if side == CLIENT else self.server
@@ -202,6 +206,7 @@ class Connection:
             link.feed_eof()
 
     def writing_paused(self, side: str, paused: bool) -> None:
+        """`side`'s write buffer filled (or drained): its link stops (or resumes) reading."""
         link = self.links.get(LINK_TO_SIDE[side])
         if link is not None:
             link.destination_full(paused)
@@ -216,9 +221,11 @@ class Connection:
             self.close(by=self._first_fin or "proxy")
 
     def socket_opened(self) -> None:
+        """One more of this connection's sockets is open."""
         self._open_sockets += 1
 
     def socket_gone(self) -> None:
+        """One of this connection's sockets is closed for good."""
         self._open_sockets -= 1
         if self._open_sockets <= 0:
             self._sockets_gone.set()
@@ -236,6 +243,7 @@ class Connection:
             await self._sockets_gone.wait()
 
     def side_lost(self, side: str, error: BaseException | None) -> None:
+        """`side`'s socket is gone (`error`: how, if not cleanly): close the rest, then let go."""
         self.socket_gone()
         if not self.closed:
             if error is not None:
@@ -307,9 +315,11 @@ class Connection:
 
     # -- the record
     def record(self, kind: str, **fields: Any) -> None:
+        """Record an event of this connection."""
         self.proxy.events.record(kind, proxy=self.proxy.name, connection=self.id, **fields)
 
     def record_data(self, direction: str, size: int, *, at: float, until: float) -> None:
+        """Record a `data` event: `size` bytes read in `direction` from `at` to `until`."""
         self.proxy.events.record(
             "data",
             proxy=self.proxy.name,
@@ -329,6 +339,7 @@ class SideProtocol(asyncio.Protocol):
         self.side = side
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """The socket is connected: hand its transport to the connection."""
         self.connection.socket_opened()
         # uvloop's transports do not subclass asyncio.Transport but implement it.
         if self.side == CLIENT:
@@ -337,20 +348,25 @@ class SideProtocol(asyncio.Protocol):
             self.connection.server = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        """Bytes read from this side."""
         self.connection.data_from(self.side, data)
 
     def eof_received(self) -> bool:
+        """This side sent a FIN; the transport stays open for the other direction."""
         self.connection.eof_from(self.side)
         # Keep the transport open: the other direction may still be sending (half-close).
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """This side's socket is closed (`exc`: the error, if any)."""
         self.connection.side_lost(self.side, exc)
 
     def pause_writing(self) -> None:
+        """This side's write buffer is full."""
         self.connection.writing_paused(self.side, True)
 
     def resume_writing(self) -> None:
+        """This side's write buffer has drained."""
         self.connection.writing_paused(self.side, False)
 
 

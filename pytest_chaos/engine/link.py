@@ -47,7 +47,11 @@ class ToxicSetting:
 
 
 class Receiver(Protocol):
-    def put(self, item: Item) -> None: ...
+    """Where a stage sends its items: the next stage, or the link's output."""
+
+    def put(self, item: Item) -> None:
+        """Take `item`, the next in order."""
+        ...
 
 
 @dataclass
@@ -84,6 +88,7 @@ class Stage:
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        """Start the toxic's task, if its toxicity roll made it active here."""
         if self.memory.active:
             name = f"toxic {self.setting.name} {self.link.label}"
             self.task = self.link.connection.proxy.tasks.spawn(self._run(), name=name)
@@ -94,6 +99,7 @@ class Stage:
 
     # -- the side the previous stage (or the link's source) sees
     def put(self, item: Item) -> None:
+        """Take `item` from the previous stage (passed straight on when not active)."""
         if not self.memory.active:
             self.next.put(item)
             return
@@ -104,14 +110,17 @@ class Stage:
 
     # -- the ToxicStub side, used by the toxic's pipe
     def now(self) -> float:
+        """The stage's clock: `time.monotonic()`."""
         return time.monotonic()
 
     async def receive(self) -> Item:
+        """Wait for the next item (see `ToxicStub.receive`)."""
         item = await self._next_item(math.inf)
         assert item is not None  # no deadline: only an item ends the wait
         return item
 
     async def receive_until(self, deadline: float) -> Item | None:
+        """As `receive`, giving up at `deadline` (see `ToxicStub.receive_until`)."""
         return await self._next_item(deadline)
 
     async def _next_item(self, deadline: float) -> Item | None:
@@ -142,6 +151,7 @@ class Stage:
             self._busy_since = time.monotonic()
 
     async def sleep_until(self, deadline: float) -> None:
+        """Wait until `deadline` (see `ToxicStub.sleep_until`)."""
         if self.now() >= deadline:
             await self._yield_if_busy()
             return
@@ -158,25 +168,30 @@ class Stage:
             self._busy_since = time.monotonic()
 
     def send(self, item: Item, at: float | None = None) -> None:
+        """Pass `item` on, stamped `at` (see `ToxicStub.send`)."""
         # Whatever was held is sent now, unless the toxic holds the rest again (see `hold`).
         self.held = None
         item.arrived = self.now() if at is None else at
         self.next.put(item)
 
     def hold(self, chunk: Chunk, sent: int) -> None:
+        """`chunk.data[sent:]` is not sent yet (see `ToxicStub.hold`)."""
         self.held = chunk
         self.held_sent = sent
 
     def drop(self, item: Item) -> None:
+        """Discard `item` on purpose, and count its bytes out of the pipeline."""
         self.held = None
         if isinstance(item, Chunk):
             self.link.discarded(len(item.data))
 
     def close_connection(self, reason: str, *, reset: bool = False) -> None:
+        """Close this connection on the toxic's behalf (see `ToxicStub.close_connection`)."""
         self.link.connection.close(by=f"toxic {self.setting.name} ({reason})", reset=reset)
 
     # -- for toxics that model the path (packet_loss: its RTO and its retransmission events)
     def round_trip(self) -> float:
+        """The latency toxics' round trip on this connection (see `ToxicStub.round_trip`)."""
         links = self.link.connection.links.values()
         delays = [
             stage.setting.toxic.attributes.get("latency", 0)
@@ -187,6 +202,7 @@ class Stage:
         return sum(delays) / 1000
 
     def record(self, kind: str, *, at: float, **fields: Any) -> None:
+        """Record an event of this stage's toxic (see `ToxicStub.record`)."""
         self.link.connection.record(
             kind, at=at, direction=self.link.direction, toxic=self.setting.name, **fields
         )
@@ -221,6 +237,7 @@ class LinkOutput:
         self.link = link
 
     def put(self, item: Item) -> None:
+        """Write a chunk to the destination, or pass the end of stream on as a FIN."""
         link = self.link
         if isinstance(item, Chunk):
             link.write(item.data, from_pipeline=True)
@@ -277,6 +294,7 @@ class Link:
 
     # -- input from the source side
     def feed(self, data: bytes) -> None:
+        """Bytes read from the source: into the first stage, or straight out."""
         size = len(data)
         self.bytes_in += size
         now = time.monotonic()
@@ -297,6 +315,7 @@ class Link:
             self.write(data, from_pipeline=False)
 
     def feed_eof(self) -> None:
+        """The source sent a FIN: it follows the bytes before it."""
         self._eof_received = True
         if self.stages:
             self.stages[0].put(EndOfStream(time.monotonic()))
@@ -305,6 +324,7 @@ class Link:
 
     # -- output to the destination side
     def write(self, data: bytes, *, from_pipeline: bool) -> None:
+        """Write `data` to the destination (`from_pipeline`: it came out of the stages)."""
         if self.finished or self.connection.closed:
             return
         self.destination.write(data)
@@ -315,6 +335,7 @@ class Link:
                 self._update_flow()
 
     def discarded(self, size: int) -> None:
+        """A toxic dropped `size` bytes: they no longer count as waiting in the stages."""
         self._in_pipeline -= size
         if self._reading_paused:
             self._update_flow()
@@ -339,6 +360,7 @@ class Link:
 
     # -- flow control: stop reading while the destination or the chain is full
     def destination_full(self, full: bool) -> None:
+        """The destination's write buffer filled (or drained): pause (or resume) reading."""
         self._destination_full = full
         self._update_flow()
 
@@ -437,4 +459,5 @@ class Link:
         self.output = _RELEASED_OUTPUT
 
     def active_toxics(self) -> list[str]:
+        """The names of the toxics active on this link, in order."""
         return [stage.setting.name for stage in self.stages if stage.memory.active]

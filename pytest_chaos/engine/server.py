@@ -100,9 +100,11 @@ class Engine:
 
     @property
     def url(self) -> str:
+        """The API's base URL, e.g. `http://127.0.0.1:8474`."""
         return f"http://{join_host_port(self.host, self.port)}"
 
     async def start(self, host: str = "127.0.0.1", port: int = 8474) -> None:
+        """Serve the API on `host`:`port` (0: any free port, see `url`); OSError if it cannot."""
         app = build_app(
             self.collection,
             self.events,
@@ -132,6 +134,7 @@ class Engine:
             raise error
 
     async def stop(self) -> None:
+        """Stop the API, every proxy and every task the engine started."""
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()

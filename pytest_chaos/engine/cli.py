@@ -23,7 +23,7 @@ from pytest_chaos import __version__
 from pytest_chaos.engine.api import TOXIPROXY_VERSION
 from pytest_chaos.engine.errors import ApiError
 from pytest_chaos.engine.logs import LogWriter
-from pytest_chaos.engine.server import Engine, run_event_loop
+from pytest_chaos.engine.server import Engine, run_event_loop, settle_garbage_collector
 
 PARENT_CHECK_SECONDS = 0.5
 
@@ -131,6 +131,7 @@ async def serve(args: argparse.Namespace) -> int:
             )
             await engine.stop()
             return 1
+    settle_garbage_collector()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

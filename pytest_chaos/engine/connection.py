@@ -248,15 +248,31 @@ class Connection:
             await self._sockets_gone.wait()
 
     def side_lost(self, side: str, error: BaseException | None) -> None:
-        """`side`'s socket is gone: close the connection (a reset if it was reset)."""
+        """`side`'s socket is gone (`error`: how, if not cleanly): close the rest, then let go."""
         self.socket_gone()
-        if self.closed:
-            return
-        if error is not None:
-            # Pass a reset on as a reset: the other peer should see what really happened.
-            self.close(by=side, reset=True, error=_describe(error))
-        else:
-            self.close(by=side)
+        if not self.closed:
+            if error is not None:
+                # Pass a reset on as a reset: the other peer should see what really happened.
+                self.close(by=side, reset=True, error=_describe(error))
+            else:
+                self.close(by=side)
+        if self._open_sockets <= 0:
+            self._release()
+
+    def _release(self) -> None:
+        """Break the reference cycles of a closed connection whose sockets are all gone.
+
+        Links, transports, protocols and the HTTP layer point back at the connection; left
+        as they are, every closed connection would be garbage only the cyclic collector can
+        free: more memory between collections, and longer collections (their pauses delay
+        every timer of the loop, a latency toxic's with them). Released, reference counting
+        frees it at once. Safe to call again (a dial that returns after the close).
+        """
+        for link in self.links.values():
+            link.release()
+        self.links = {}
+        self.client = self.server = None
+        self.http = None
 
     def close(
         self,
@@ -328,6 +344,7 @@ class SideProtocol(asyncio.Protocol):
         self.side = side
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """The socket is connected: hand its transport to the connection."""
         self.connection.socket_opened()
         # uvloop's transports do not subclass asyncio.Transport but implement it.
         if self.side == CLIENT:
@@ -336,20 +353,25 @@ class SideProtocol(asyncio.Protocol):
             self.connection.server = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        """Bytes read from this side."""
         self.connection.data_from(self.side, data)
 
     def eof_received(self) -> bool:
+        """This side sent a FIN; the transport stays open for the other direction."""
         self.connection.eof_from(self.side)
         # Keep the transport open: the other direction may still be sending (half-close).
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """This side's socket is closed (`exc`: the error, if any)."""
         self.connection.side_lost(self.side, exc)
 
     def pause_writing(self) -> None:
+        """This side's write buffer is full."""
         self.connection.writing_paused(self.side, True)
 
     def resume_writing(self) -> None:
+        """This side's write buffer has drained."""
         self.connection.writing_paused(self.side, False)
 
 

@@ -276,6 +276,8 @@ class Stage(StageInbox[Item]):
         """Stop the toxic's task or timer; pending items stay (see `detach`)."""
         if self.task is not None:
             self.task.cancel()
+            # The finished task's traceback holds the stage: a cycle, unless dropped.
+            self.task = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -317,6 +319,16 @@ class LinkOutput:
             link.finish()
 
 
+class _ReleasedOutput:
+    """The output of a released link: whatever still reaches it is dropped."""
+
+    def put(self, item: Item) -> None:
+        """Drop `item`: its connection is closed and gone."""
+
+
+_RELEASED_OUTPUT = _ReleasedOutput()
+
+
 class Link:
     """Copies one direction of a connection through the toxics configured for that stream."""
 
@@ -338,7 +350,7 @@ class Link:
         self.loop = asyncio.get_running_loop()
         self.source = source
         self.destination = destination
-        self.output: LinkOutput = LinkOutput(self)
+        self.output: Receiver = LinkOutput(self)
         self.stages: list[Stage] = []
         # Some stage runs its toxic in a task, so items must go through the chain (see the
         # module doc): false with no toxic, or only toxics that do nothing.
@@ -516,6 +528,11 @@ class Link:
             stage.cancel()
         self.stages = []
         self._chain_active = False
+
+    def release(self) -> None:
+        """Drop this stopped link's cycle with its output (see `Connection._release`)."""
+        self.stages = []
+        self.output = _RELEASED_OUTPUT
 
     def active_toxics(self) -> list[str]:
         """Names of this link's toxics that act on it (their toxicity roll succeeded)."""

@@ -183,6 +183,7 @@ class Proxy:
             connection.index = -rank
 
     def connection_closed(self, connection: Connection) -> None:
+        """A connection closed: add its bytes to the proxy's totals and the metrics' counters."""
         if not connection.draining:
             self.connections.discard(connection)
         for direction, link in connection.links.items():
@@ -198,30 +199,36 @@ class Proxy:
         self.connections.discard(connection)
 
     def upstream_address(self) -> tuple[str, int]:
+        """The upstream's host and port, parsed from `upstream` as it is now."""
         return split_host_port(self.upstream)
 
     # -- toxics
     def toxic_settings(self, stream: str) -> list[ToxicSetting]:
+        """The toxics the links of `stream` run (see `ToxicCollection.settings`)."""
         return self.toxics.settings(stream)
 
     def add_toxic(self, body: dict[str, Any]) -> ToxicSpec:
+        """Add a toxic from an API body; live connections get it at once."""
         spec = self.toxics.add(body)
         self._toxics_changed()
         self.events.record("toxic_added", proxy=self.name, toxic=spec.to_json())
         return spec
 
     def update_toxic(self, name: str, body: dict[str, Any]) -> ToxicSpec:
+        """Update a toxic from an API body; live connections get the new version at once."""
         spec = self.toxics.update(name, body)
         self._toxics_changed()
         self.events.record("toxic_updated", proxy=self.name, toxic=spec.to_json())
         return spec
 
     def remove_toxic(self, name: str) -> None:
+        """Remove a toxic; what it held on live connections moves on, none of it lost."""
         spec = self.toxics.remove(name)
         self._toxics_changed()
         self.events.record("toxic_removed", proxy=self.name, toxic=spec.to_json())
 
     def remove_all_toxics(self) -> None:
+        """Remove every toxic (`POST /reset`)."""
         if self.toxics.clear():
             self._toxics_changed()
 
@@ -234,6 +241,7 @@ class Proxy:
             connection.apply_toxics()
 
     def to_json(self) -> dict[str, Any]:
+        """The proxy as upstream's API shows it, with its toxics."""
         return {
             "name": self.name,
             "listen": self.listen,

@@ -6,12 +6,14 @@ import itertools
 import json
 import threading
 import time
+import tracemalloc
 from typing import Any
 
 import httpx
 import pytest
 
 from pytest_chaos.engine import EngineThread
+from pytest_chaos.engine.events import DEFAULT_MAX_BYTES, EventLog
 from tests.engine.api_helpers import (
     add_toxic,
     connect,
@@ -145,6 +147,9 @@ def _fill(engine: EngineThread, count: int) -> None:
 
     def record() -> None:
         log = engine.engine.events
+        # 100,000 of these take more than the log's default byte budget (they are its
+        # largest ordinary events): this test is about large answers, not about the budget.
+        log.max_bytes = 1 << 40
         for i in range(count):
             log.record(
                 "closed",
@@ -235,3 +240,32 @@ def test_a_streamed_answer_carries_a_request_id(full_engine: EngineThread) -> No
     assert response.headers["X-Toxiproxy-Request-Id"]
     assert response.headers["Content-Type"].startswith("application/json")
     assert json.loads(response.content)["last_seq"] == EVENT_COUNT
+
+
+# -- memory
+def test_the_log_memory_is_bounded_even_when_events_are_large() -> None:
+    """The count cap alone would keep 100,000 events however large (HTTP paths, errors): the
+    log also stops at its byte budget, measured here as memory really held."""
+    log = EventLog()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(3_000):
+            # 40 KB each: 120 MB in all, twice the budget.
+            log.record("http_request", proxy="api", connection=i, path=f"/{i}/" + "p" * 40_000)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < DEFAULT_MAX_BYTES * 1.2
+    assert log.last_seq == 3_000
+    assert log.oldest_seq > 1  # the oldest went to make room
+    assert [e["seq"] for e in log.since(2_990)] == list(range(2_991, 3_001))
+
+
+def test_the_log_keeps_its_count_cap_for_ordinary_events() -> None:
+    log = EventLog(capacity=1_000)
+    for i in range(2_500):
+        log.record("accepted", proxy="p", connection=i, client=f"127.0.0.1:{i}")
+    assert len(log) == 1_000
+    assert log.oldest_seq == 1_501
+    assert log.estimated_bytes < log.max_bytes

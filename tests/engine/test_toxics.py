@@ -67,6 +67,24 @@ def test_bandwidth_paces_delivery(api: httpx.Client, proxied: str) -> None:
     assert 0.5 <= elapsed < 3.0
 
 
+def test_bandwidth_keeps_its_rate_and_sends_the_first_byte_on_time(
+    api: httpx.Client, proxied: str
+) -> None:
+    add_toxic(api, "echo", type="bandwidth", attributes={"rate": 100})  # 100 KB/s
+    with connect(proxied) as sock:
+        round_trip_seconds(sock)  # the upstream is dialled: timing starts at the first byte
+        started = time.perf_counter()
+        sock.sendall(b"b" * 100_000)
+        recv_exactly(sock, 1)
+        first_byte = time.perf_counter() - started
+        recv_exactly(sock, 99_999)
+        elapsed = time.perf_counter() - started
+    # 100,000 bytes at 100,000 B/s: 1 s, never less (a few % of timer rounding), more only by
+    # what a busy machine adds. The first byte leaves after 5 ms of the rate, not 100 ms.
+    assert 0.97 <= elapsed < 1.5
+    assert first_byte < 0.05
+
+
 def test_bandwidth_zero_stalls_until_removed(api: httpx.Client, proxied: str) -> None:
     add_toxic(api, "echo", type="bandwidth", attributes={"rate": 0})
     with connect(proxied) as sock:

@@ -8,6 +8,7 @@ next thing anyone waits for, and record exactly what was sent, dropped or closed
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections import deque
@@ -192,24 +193,41 @@ def test_a_late_timer_does_not_add_up_in_latency() -> None:
 
 
 # -- bandwidth
-def test_bandwidth_sends_a_chunk_in_slices_at_the_rate() -> None:
-    stub = FakeStub().run(make("bandwidth", rate=1), [(0.0, chunk(b"x" * 250)), (0.1, eos())])
+def test_bandwidth_sends_a_chunk_in_pieces_at_the_rate() -> None:
+    stub = FakeStub().run(make("bandwidth", rate=1), [(0.0, chunk(b"x" * 23)), (0.1, eos())])
 
+    # 1 KB/s: a first piece of 1 ms (1 byte), then pieces of 5 ms (5 bytes), each when the
+    # link has sent it.
     assert [(s.time, s.data and len(s.data)) for s in stub.sent] == [
-        (pytest.approx(0.1), 100),
-        (pytest.approx(0.2), 100),
-        (pytest.approx(0.25), 50),
-        (pytest.approx(0.25), None),
+        (pytest.approx(0.001), 1),
+        (pytest.approx(0.006), 5),
+        (pytest.approx(0.011), 5),
+        (pytest.approx(0.016), 5),
+        (pytest.approx(0.021), 5),
+        (pytest.approx(0.023), 2),
+        (pytest.approx(0.1), None),
     ]
-    assert stub.sent_data() == b"x" * 250
+    assert stub.sent_data() == b"x" * 23
+
+
+@pytest.mark.parametrize("rate_kb", [1, 1_000, 100_000])
+def test_bandwidth_sends_the_first_byte_of_a_large_read_on_time(rate_kb: int) -> None:
+    # A 64 KB read on an idle link: its first bytes leave 1 ms after they arrived, as on a
+    # link of that rate (give or take 1 ms), not once the link would have sent the whole read
+    # or 100 ms of it.
+    stub = FakeStub().run(make("bandwidth", rate=rate_kb), [(0.0, chunk(b"f" * 65536))], until=0.5)
+
+    assert stub.sent[0].time <= 0.001 + 1e-9
 
 
 def test_bandwidth_holds_what_it_has_not_sent_yet() -> None:
-    stub = FakeStub().run(make("bandwidth", rate=1), [(0.0, chunk(b"0123456789" * 25))], until=0.15)
+    data = b"0123456789" * 25
+    stub = FakeStub().run(make("bandwidth", rate=1), [(0.0, chunk(data))], until=0.1025)
 
-    assert stub.sent_data() == b"0123456789" * 10
+    # 1 byte at 1 ms, then 5 bytes every 5 ms: 101 bytes by 101 ms.
+    assert stub.sent_data() == data[:101]
     assert isinstance(stub.held, Chunk)
-    assert stub.held.data[stub.held_sent :] == b"0123456789" * 15
+    assert stub.held.data[stub.held_sent :] == data[101:]
 
 
 def test_bandwidth_zero_holds_data_for_ever_but_lets_an_early_end_through() -> None:
@@ -236,8 +254,8 @@ def test_bandwidth_keeps_its_rate_when_timers_fire_late(rate_kb: int) -> None:
     assert stub.sent_data() == b"r" * total
     achieved = total / stub.sent[-1].time
     assert achieved == pytest.approx(bytes_per_second, rel=0.03)
-    # The first slice leaves when the link has sent it, plus one late timer, not more.
-    first = min(size, max(1, int(bytes_per_second * 0.1)))
+    # The first piece leaves when the link has sent it, plus one late timer, not more.
+    first = min(size, max(1, int(bytes_per_second * 0.001)))
     assert stub.sent[0].time == pytest.approx(first / bytes_per_second + 0.0005)
 
 
@@ -248,8 +266,11 @@ def test_bandwidth_paces_chunks_arriving_over_time_from_their_arrival() -> None:
 
     stub = FakeStub(late=0.002).run(make("bandwidth", rate=20), arrivals)
 
-    assert [s.time for s in stub.sent] == pytest.approx([i * 0.1 + 0.052 for i in range(10)])
-    assert [s.arrived for s in stub.sent] == pytest.approx([i * 0.1 + 0.05 for i in range(10)])
+    # (Each in pieces; the last of each is when the whole chunk has gone.)
+    sizes = itertools.accumulate(len(s.data or b"") for s in stub.sent)
+    last_pieces = [s for s, total in zip(stub.sent, sizes, strict=True) if total % 1000 == 0]
+    assert [s.time for s in last_pieces] == pytest.approx([i * 0.1 + 0.052 for i in range(10)])
+    assert [s.arrived for s in last_pieces] == pytest.approx([i * 0.1 + 0.05 for i in range(10)])
 
 
 # -- slicer

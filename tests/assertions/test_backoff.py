@@ -33,6 +33,10 @@ from pytest_chaos.policies import Exponential, Fixed, Incrementing
 from pytest_chaos.recorders import record_stamina, record_tenacity
 from tests.assertions.helpers import assert_message, attempts_at, redis_client
 
+# Real retry loops are timed by the shared 2-CPU machine: a worker descheduled for 100 ms makes
+# one gap late. A wrong policy fails every run; a busy machine rarely fails three in a row.
+pytestmark = pytest.mark.flaky(reruns=2)
+
 MULTIPLIER = 0.05  # waits of 0.05, 0.1, 0.2, 0.4 s: 0.75 s for five attempts
 ATTEMPTS = 5
 

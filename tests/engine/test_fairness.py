@@ -18,6 +18,9 @@ from tests.servers import echo_server
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 PROMPT_SECONDS = 0.2
+# A loop that never yields stalls every request for the whole transfer (13 s for 1 MiB
+# before the fix); one sample up to this long is the shared machine, not the engine.
+STALL_SECONDS = 1.0
 
 
 class Prompts:
@@ -84,10 +87,17 @@ def test_a_one_byte_slicer_leaves_the_api_and_other_proxies_prompt() -> None:
 
     assert received == PAYLOAD
     assert len(prompts.round_trips) >= 10
-    assert max(prompts.api_seconds) < PROMPT_SECONDS, sorted(prompts.api_seconds)[-5:]
-    assert min(prompts.round_trips) >= 0.020
-    slowest = sorted(prompts.round_trips)[-5:]
-    assert max(prompts.round_trips) < 0.020 + PROMPT_SECONDS, slowest
+    api_seconds = sorted(prompts.api_seconds)
+    assert _p90(api_seconds) < PROMPT_SECONDS, api_seconds[-5:]
+    assert api_seconds[-1] < STALL_SECONDS, api_seconds[-5:]
+    round_trips = sorted(prompts.round_trips)
+    assert round_trips[0] >= 0.020
+    assert _p90(round_trips) < 0.020 + PROMPT_SECONDS, round_trips[-5:]
+    assert round_trips[-1] < 0.020 + STALL_SECONDS, round_trips[-5:]
+
+
+def _p90(ordered: list[float]) -> float:
+    return ordered[int(len(ordered) * 0.9)]
 
 
 def test_a_one_byte_slicer_writes_each_byte_on_its_own(api: httpx.Client, echo: str) -> None:

@@ -240,7 +240,9 @@ async def test_a_call_that_never_awaits_does_not_keep_the_loop_to_itself() -> No
     started = time.monotonic()
     async with Load(call, rate=None) as load:
         await asyncio.sleep(0.1)
-    assert time.monotonic() - started < 0.1 + SLACK
+    # A worker that kept the loop would never let this sleep end: the test would hang (and
+    # pytest-timeout fail it). Seconds, not milliseconds, is all a shared machine can promise.
+    assert time.monotonic() - started < 0.1 + 10 * SLACK
     assert load.stats().count > 10
 
 

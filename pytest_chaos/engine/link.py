@@ -70,6 +70,56 @@ class StageMemory:
     state: dict[str, Any] = field(default_factory=dict)
 
 
+class StageMemories:
+    """The `StageMemory` of each toxic of one link, by toxic name, for TCP and UDP links alike:
+    kept while the toxic stays (an update of its attributes keeps its generator, its roll and
+    its state), forgotten when it goes."""
+
+    def __init__(self, rng_factory: Callable[[str], random.Random]) -> None:
+        self._memories: dict[str, StageMemory] = {}
+        self._rng_factory = rng_factory
+
+    def memory_for(self, setting: ToxicSetting) -> StageMemory:
+        """The memory of `setting`'s toxic, made and rolled on first use, rolled again when the
+        toxicity changed."""
+        memory = self._memories.get(setting.name)
+        if memory is None:
+            rng = self._rng_factory(setting.name)
+            memory = StageMemory(rng, setting.toxicity, rng.random() < setting.toxicity)
+            self._memories[setting.name] = memory
+        elif memory.toxicity != setting.toxicity:
+            # A new toxicity is a new roll; an update of attributes alone keeps the roll.
+            memory.toxicity = setting.toxicity
+            memory.active = memory.rng.random() < setting.toxicity
+        return memory
+
+    def forget(self, name: str) -> None:
+        """The toxic called `name` left the link: a toxic added again later starts afresh."""
+        self._memories.pop(name, None)
+
+
+class HasSetting(Protocol):
+    """A stage, TCP or UDP, as the hand-over sees it: the toxic setting it runs."""
+
+    setting: ToxicSetting
+
+
+NamedStage = TypeVar("NamedStage", bound=HasSetting)
+End = TypeVar("End")
+
+
+def receiver_after(
+    index: int, old_index: dict[str, int], new_stages: Sequence[NamedStage], end: End
+) -> NamedStage | End:
+    """Where the pending items of the stage that was at `index` go when it is removed: the
+    first of `new_stages` that was after it or is new, else `end` (the link's output)."""
+    for stage in new_stages:
+        position = old_index.get(stage.setting.name)
+        if position is None or position > index:
+            return stage
+    return end
+
+
 InboxItem = TypeVar("InboxItem")
 
 
@@ -355,8 +405,7 @@ class Link:
         # Some stage runs its toxic in a task, so items must go through the chain (see the
         # module doc): false with no toxic, or only toxics that do nothing.
         self._chain_active = False
-        self._memories: dict[str, StageMemory] = {}
-        self._rng_factory = rng_factory
+        self._memories = StageMemories(rng_factory)
         self.bytes_in = 0
         self.bytes_out = 0
         self.finished = False
@@ -469,7 +518,7 @@ class Link:
             if stage is not None and stage.setting == setting:
                 new_stages.append(stage)
                 continue
-            replacement = Stage(self, setting, self._memory_for(setting))
+            replacement = Stage(self, setting, self._memories.memory_for(setting))
             if stage is not None:
                 inherited.append((replacement, stage.detach()))
             new_stages.append(replacement)
@@ -488,10 +537,10 @@ class Link:
             removed = old_stages[index]
             if removed.setting.name in wanted:
                 continue
-            follower = self._receiver_after(index, old_index, new_stages)
+            follower: Receiver = receiver_after(index, old_index, new_stages, self.output)
             for item in removed.detach():
                 follower.put(item)
-            self._memories.pop(removed.setting.name, None)
+            self._memories.forget(removed.setting.name)
             close_connection |= removed.setting.toxic.closes_connection_when_removed
 
         for stage in new_stages:
@@ -499,28 +548,6 @@ class Link:
                 stage.start()
         self._chain_active = not all(stage.forwards for stage in new_stages)
         return close_connection
-
-    def _receiver_after(
-        self, index: int, old_index: dict[str, int], new_stages: list[Stage]
-    ) -> Receiver:
-        """Where a removed stage's items go: the first stage that was after it, or is new."""
-        for stage in new_stages:
-            position = old_index.get(stage.setting.name)
-            if position is None or position > index:
-                return stage
-        return self.output
-
-    def _memory_for(self, setting: ToxicSetting) -> StageMemory:
-        memory = self._memories.get(setting.name)
-        if memory is None:
-            rng = self._rng_factory(setting.name)
-            memory = StageMemory(rng, setting.toxicity, rng.random() < setting.toxicity)
-            self._memories[setting.name] = memory
-        elif memory.toxicity != setting.toxicity:
-            # A new toxicity is a new roll; an update of attributes alone keeps the roll.
-            memory.toxicity = setting.toxicity
-            memory.active = memory.rng.random() < setting.toxicity
-        return memory
 
     def stop(self) -> None:
         """Cancel every stage; the connection is closing and pending items are discarded."""

@@ -22,7 +22,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from pytest_chaos.engine.link import DATA_RUN_SECONDS, StageInbox, StageMemory, ToxicSetting
+from pytest_chaos.engine.link import (
+    DATA_RUN_SECONDS,
+    StageInbox,
+    StageMemories,
+    StageMemory,
+    ToxicSetting,
+    receiver_after,
+)
 from pytest_chaos.engine.udp.datagram import Datagram, DatagramToxic
 
 if TYPE_CHECKING:
@@ -183,8 +190,7 @@ class DatagramLink:
         self._write = write
         self.output: DatagramOutput = DatagramOutput(self)
         self.stages: list[DatagramStage] = []
-        self._memories: dict[str, StageMemory] = {}
-        self._rng_factory = rng_factory
+        self._memories = StageMemories(rng_factory)
         # Totals for the session's `session_closed` event.
         self.totals = {"in": 0, "out": 0, "bytes_in": 0, "bytes_out": 0, "dropped": 0}
         self.totals.update(duplicated=0, corrupted=0, reordered=0)
@@ -263,7 +269,7 @@ class DatagramLink:
             if index is not None and old_stages[index].setting == setting:
                 new_stages.append(old_stages[index])
             else:
-                new_stages.append(DatagramStage(self, setting, self._memory_for(setting)))
+                new_stages.append(DatagramStage(self, setting, self._memories.memory_for(setting)))
         for i, stage in enumerate(new_stages):
             stage.next = new_stages[i + 1] if i + 1 < len(new_stages) else self.output
         self.stages = new_stages
@@ -273,36 +279,16 @@ class DatagramLink:
             if id(old) in kept:
                 continue
             # A replaced stage's datagrams go through its replacement, a removed one's on.
-            receiver = by_name.get(old.setting.name) or self._receiver_after(
-                index, old_index, new_stages
+            receiver: Receiver = by_name.get(old.setting.name) or receiver_after(
+                index, old_index, new_stages, self.output
             )
             if old.setting.name not in by_name:
-                self._memories.pop(old.setting.name, None)
+                self._memories.forget(old.setting.name)
             for datagram in old.detach():
                 receiver.put(datagram)
         for stage in new_stages:
             if stage.task is None:
                 stage.start()
-
-    def _receiver_after(
-        self, index: int, old_index: dict[str, int], new_stages: list[DatagramStage]
-    ) -> Receiver:
-        for stage in new_stages:
-            position = old_index.get(stage.setting.name)
-            if position is None or position > index:
-                return stage
-        return self.output
-
-    def _memory_for(self, setting: ToxicSetting) -> StageMemory:
-        memory = self._memories.get(setting.name)
-        if memory is None:
-            rng = self._rng_factory(setting.name)
-            memory = StageMemory(rng, setting.toxicity, rng.random() < setting.toxicity)
-            self._memories[setting.name] = memory
-        elif memory.toxicity != setting.toxicity:
-            memory.toxicity = setting.toxicity
-            memory.active = memory.rng.random() < setting.toxicity
-        return memory
 
     def active_toxics(self) -> list[str]:
         """Names of this direction's toxics that act on it (their toxicity roll succeeded)."""

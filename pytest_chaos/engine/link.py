@@ -243,9 +243,9 @@ class Stage(StageInbox[Item]):
         self.inbox.append(item)
         self._dues.append(self._due_time(self, item))
         if self._timer is None:
-            self._release()
+            self._send_due()
 
-    def _release(self) -> None:
+    def _send_due(self) -> None:
         """Send the items that are due, oldest first; set the timer for the next one."""
         self._timer = None
         inbox, dues, receiver = self.inbox, self._dues, self.next
@@ -254,10 +254,10 @@ class Stage(StageInbox[Item]):
             due = dues[0]
             if due > now:
                 # Timers may fire up to a millisecond early (uvloop rounds them): re-armed.
-                self._timer = self.link.loop.call_later(due - now, self._release)
+                self._timer = self.link.loop.call_later(due - now, self._send_due)
                 return
             if now - started >= BUSY_SECONDS:
-                self._timer = self.link.loop.call_soon(self._release)  # let others work first
+                self._timer = self.link.loop.call_soon(self._send_due)  # let others work first
                 return
             item = inbox.popleft()
             dues.popleft()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pytest_chaos.apply import AppliedFault
-from pytest_chaos.events import Event
+from pytest_chaos.events import Closed, Event
 from pytest_chaos.faults import Fault
 from pytest_chaos.load.signals import (
     CallRecord,
@@ -59,6 +59,12 @@ class FaultWindow:
 
 # The engine's events that mark a fault taking effect on a proxy, or ceasing to.
 _EFFECT_STARTS = ("toxic_added", "proxy_updated")
+
+
+def _starts_effect(event: Event) -> bool:
+    # Disabling a proxy closes its connections (`closed` by "proxy") before the engine records
+    # the `proxy_updated` that says so: a call broken by that close belongs to the fault.
+    return event.kind in _EFFECT_STARTS or (isinstance(event, Closed) and event.by == "proxy")
 _EFFECT_ENDS = ("toxic_removed", "proxy_updated")
 
 
@@ -74,7 +80,7 @@ def fault_window(applied: AppliedFault, events: Sequence[Event] | None) -> Fault
         return FaultWindow(applied, start, end)
     target = applied.fault.target
     changes = [e for e in events if e.proxy == target and e.time >= start]
-    began = next((e.time for e in changes if e.kind in _EFFECT_STARTS), start)
+    began = next((e.time for e in changes if _starts_effect(e)), start)
     if end is not None:
         ended = [e.time for e in changes if e.kind in _EFFECT_ENDS and began < e.time <= end]
         end = ended[-1] if ended else end

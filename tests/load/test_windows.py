@@ -416,6 +416,23 @@ def test_a_fault_s_window_runs_from_the_engine_s_change_not_from_the_api_request
     assert (killed.start, killed.end) == (T0 + 2.5, T0 + 3.0)
 
 
+def test_a_disable_s_window_starts_when_it_closes_the_proxy_s_connections() -> None:
+    """Disabling a proxy closes its connections, then records `proxy_updated`: a call broken
+    by the close ends before that record, and belongs to the fault all the same."""
+    events = engine_events(
+        (2.502, "closed", "api", 7, {"by": "proxy", "reset": False}),
+        (2.506, "proxy_updated", "api", 0, {"enabled": False}),
+    )
+    window = fault_window(applied(DOWN, 2.5, 3.0), events)
+    assert window.start == pytest.approx(T0 + 2.502)
+    # A connection the client or the server closed is not the fault's doing.
+    client_closed = engine_events(
+        (2.502, "closed", "api", 7, {"by": "client", "reset": False}),
+        (2.506, "proxy_updated", "api", 0, {"enabled": False}),
+    )
+    assert fault_window(applied(DOWN, 2.5, 3.0), client_closed).start == pytest.approx(T0 + 2.506)
+
+
 def test_one_hiccup_at_the_very_end_is_not_a_failure_to_recover() -> None:
     calls = steady_calls(0.05, 1.0, 0.1, 0.002) + steady_calls(1.05, 2.0, 0.1, 0.001, REFUSED)
     calls += steady_calls(2.05, 3.0, 0.1, 0.002)

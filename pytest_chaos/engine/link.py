@@ -397,7 +397,7 @@ class Link:
         # Upstream's metric labels, fixed when the link starts: direction, listener, proxy,
         # upstream.
         self.metric_labels = (direction, proxy.listen, proxy.name, proxy.upstream)
-        self.loop = asyncio.get_running_loop()
+        self.loop = connection.loop
         self.source = source
         self.destination = destination
         self.output: Receiver = LinkOutput(self)

@@ -93,7 +93,7 @@ class Connection:
 
     async def _connect_upstream(self) -> None:
         # Hook for packet_loss: lost SYNs hold the dial back (or give up); see handshake.py.
-        if self.proxy.toxics and not await establish(self, self._rng_factory):
+        if self.proxy.toxics.syn_settings() and not await establish(self, self._rng_factory):
             return
         started = time.monotonic()
         try:
@@ -168,14 +168,13 @@ class Connection:
         connection's HTTP layer, made on first need (and kept: see `had_connection_toxics`)."""
         if not self.links:
             return  # still dialling: the dial calls this once the links exist
-        settings = self.proxy.toxics.connection_settings()
         if self.http is None:
             if not self.proxy.toxics.had_connection_toxics:
                 return
             from pytest_chaos.engine.http_toxics.layer import HttpLayer
 
             self.http = HttpLayer(self)
-        self.http.set_toxics(settings)
+        self.http.set_toxics(self.proxy.toxics.connection_settings())
 
     def active_toxics(self) -> dict[str, list[str]]:
         """The names of the toxics acting on each direction of this connection."""

@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 
 # Large transport buffers keep bulk transfers from bouncing between pause and resume.
 WRITE_HIGH_WATER = 1024 * 1024
+# Bytes a side may send before the links exist (while the upstream is dialled) that are read
+# and kept; past this, its reads pause until the links take them. A request that fits is kept
+# without pausing and resuming reads, two calls into the loop (and its poller) per connection.
+EARLY_HIGH_WATER = 64 * 1024
 # How long a closing side may take to flush what it still has to write before it is aborted.
 CLOSE_GRACE_SECONDS = 5.0
 
@@ -63,10 +67,17 @@ class Connection:
         # the server between its connection_made and the dial's return. (Pausing reads inside
         # connection_made is not honoured by uvloop, so early bytes are kept here.)
         self._early: dict[str, list[bytes]] = {CLIENT: [], SERVER: []}
+        self._early_bytes = {CLIENT: 0, SERVER: 0}
+        self._early_paused: set[str] = set()
         self._early_eof: set[str] = set()
         # Sockets still open; `wait_closed` lets the API answer only once they are gone.
         self._open_sockets = 0
-        self._sockets_gone = asyncio.Event()
+        # Made by the first `wait_closed` that has to wait (rare: a proxy stopping), not by
+        # every connection.
+        self._sockets_gone: asyncio.Event | None = None
+        # The proxy's loop, not looked up again: every lookup asks the OS for the process id.
+        assert proxy.loop is not None  # connections come only once the proxy listens
+        self.loop = proxy.loop
         # The HTTP-aware toxics' layer (`engine/http_toxics`), made once the proxy has had one:
         # it takes both sides' bytes before the links and feeds them itself. None: the bytes
         # go straight to the links, and nothing HTTP costs anything.
@@ -78,17 +89,16 @@ class Connection:
         self.client = transport
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         self.record("accepted", client=_address(transport.get_extra_info("peername")))
-        self.proxy.tasks.spawn(self._connect_upstream(), name=f"dial {self.label}")
+        self.proxy.tasks.spawn(self._connect_upstream(), name=f"dial {self.label}", loop=self.loop)
 
     async def _connect_upstream(self) -> None:
         # Hook for packet_loss: lost SYNs hold the dial back (or give up); see handshake.py.
-        if self.proxy.toxics and not await establish(self, self._rng_factory):
+        if self.proxy.toxics.syn_settings() and not await establish(self, self._rng_factory):
             return
-        loop = asyncio.get_running_loop()
         started = time.monotonic()
         try:
             host, port = self.proxy.upstream_address()
-            transport, _ = await loop.create_connection(
+            transport, _ = await self.loop.create_connection(
                 lambda: SideProtocol(self, SERVER), host, port
             )
         except (OSError, ValueError) as error:
@@ -126,8 +136,9 @@ class Connection:
                 self.data_from(side, data)
             if side in self._early_eof:
                 self.eof_from(side)
-            elif early and not self.closed:
+            elif side in self._early_paused and not self.closed:
                 side_transport.resume_reading()
+        self._early_paused.clear()
 
     def _rng_factory(self, direction: str) -> Callable[[str], random.Random]:
         proxy = self.proxy
@@ -157,14 +168,13 @@ class Connection:
         connection's HTTP layer, made on first need (and kept: see `had_connection_toxics`)."""
         if not self.links:
             return  # still dialling: the dial calls this once the links exist
-        settings = self.proxy.toxics.connection_settings()
         if self.http is None:
             if not self.proxy.toxics.had_connection_toxics:
                 return
             from pytest_chaos.engine.http_toxics.layer import HttpLayer
 
             self.http = HttpLayer(self)
-        self.http.set_toxics(settings)
+        self.http.set_toxics(self.proxy.toxics.connection_settings())
 
     def active_toxics(self) -> dict[str, list[str]]:
         """The names of the toxics acting on each direction of this connection."""
@@ -184,9 +194,13 @@ class Connection:
             return
         transport = self.client if side == CLIENT else self.server
         if transport is not None and not self.closed:
-            # The links do not exist yet: keep the bytes and let the kernel hold the rest.
+            # The links do not exist yet: keep the bytes, and past `EARLY_HIGH_WATER` let the
+            # kernel hold the rest.
             self._early[side].append(data)
-            transport.pause_reading()
+            self._early_bytes[side] += len(data)
+            if self._early_bytes[side] >= EARLY_HIGH_WATER and side not in self._early_paused:
+                self._early_paused.add(side)
+                transport.pause_reading()
 
     def eof_from(self, side: str) -> None:
         """`side` sent its FIN: pass it through its link, behind what the link holds."""
@@ -233,7 +247,8 @@ class Connection:
         """Count one socket closed; with none left, the connection is really gone."""
         self._open_sockets -= 1
         if self._open_sockets <= 0:
-            self._sockets_gone.set()
+            if self._sockets_gone is not None:
+                self._sockets_gone.set()
             if self.draining:
                 self.proxy.connection_gone(self)
 
@@ -245,6 +260,8 @@ class Connection:
     async def wait_closed(self) -> None:
         """Wait until both sockets are really closed (close() finishes on a later loop turn)."""
         if self._open_sockets > 0:
+            if self._sockets_gone is None:
+                self._sockets_gone = asyncio.Event()
             await self._sockets_gone.wait()
 
     def side_lost(self, side: str, error: BaseException | None) -> None:

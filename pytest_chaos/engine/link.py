@@ -397,7 +397,7 @@ class Link:
         # Upstream's metric labels, fixed when the link starts: direction, listener, proxy,
         # upstream.
         self.metric_labels = (direction, proxy.listen, proxy.name, proxy.upstream)
-        self.loop = asyncio.get_running_loop()
+        self.loop = connection.loop
         self.source = source
         self.destination = destination
         self.output: Receiver = LinkOutput(self)
@@ -508,6 +508,8 @@ class Link:
         New toxics come last (as upstream appends them); kept and updated ones keep their place.
         Returns true when a removed toxic asks for the connection to be closed.
         """
+        if not settings and not self.stages:
+            return False  # no toxic, before or now (every new link of a proxy without toxics)
         old_index = {stage.setting.name: i for i, stage in enumerate(self.stages)}
         old_stages = self.stages
         new_stages: list[Stage] = []

@@ -100,6 +100,8 @@ class Proxy:
         self.tasks = tasks
         self.toxics = ToxicCollection()
         self.connections: set[Connection] = set()
+        # The loop the proxy listens on, set by `start`: its connections run on it.
+        self.loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.AbstractServer | None = None
         self._connection_ids = connection_ids
         self._accepted = itertools.count()
@@ -126,7 +128,7 @@ class Proxy:
             raise ApiError(
                 500, f"listen tcp {join_host_port(bind_host, port)}: bind: {reason}"
             ) from None
-        loop = asyncio.get_running_loop()
+        loop = self.loop = asyncio.get_running_loop()
         try:
             server = await loop.create_server(
                 lambda: SideProtocol(self._new_connection(), "client"),

@@ -22,9 +22,15 @@ class TaskSet:
     def __init__(self) -> None:
         self._running: set[asyncio.Task[Any]] = set()
 
-    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
-        """Start `coro` as a named task that stays referenced until it finishes."""
-        task = asyncio.get_running_loop().create_task(coro, name=name)
+    def spawn(
+        self,
+        coro: Coroutine[Any, Any, Any],
+        name: str,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> asyncio.Task[Any]:
+        """Start `coro` as a named task that stays referenced until it finishes, on `loop`
+        (default: the running loop; a caller that knows it saves the lookup)."""
+        task = (loop or asyncio.get_running_loop()).create_task(coro, name=name)
         self._running.add(task)
         task.add_done_callback(self._forget)
         return task

@@ -21,6 +21,8 @@ from pytest_chaos.engine.names import check_name
 from pytest_chaos.engine.toxics import TOXIC_TYPES, Toxic
 
 STREAMS = ("upstream", "downstream")
+# The key of `syn_settings` in the settings cache, beside the streams'.
+SYN_KEY = "syn"
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,16 @@ class ToxicCollection:
                 spec.setting
                 for spec in self._toxics.values()
                 if spec.stream == stream and not spec.setting.toxic.acts_on_connection
+            ]
+        return settings
+
+    def syn_settings(self) -> list[ToxicSetting]:
+        """The toxics that can lose a connection's SYNs (`packet_loss`, see `handshake.py`),
+        cached as `settings` are: a new connection asks, and usually there are none."""
+        settings = self._settings.get(SYN_KEY)
+        if settings is None:
+            settings = self._settings[SYN_KEY] = [
+                spec.setting for spec in self._toxics.values() if spec.type == "packet_loss"
             ]
         return settings
 

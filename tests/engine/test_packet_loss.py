@@ -23,6 +23,9 @@ from tests.engine.api_helpers import (
 )
 from tests.servers import recv_exactly
 
+# A seed with which the first connection's first SYN is lost and a retransmission gets through.
+SYN_LOST_ONCE_SEED = 2
+
 
 @pytest.fixture
 def proxied(api: httpx.Client, echo: str) -> str:
@@ -180,3 +183,24 @@ def test_a_reset_reaches_a_client_blocked_in_recv(api: httpx.Client, proxied: st
         with pytest.raises((ConnectionResetError, socket.timeout)) as raised:
             sock.recv(1)
     assert raised.type is ConnectionResetError
+
+
+def test_a_flood_sent_while_the_dial_is_held_arrives_whole(api: httpx.Client, proxied: str) -> None:
+    """More than the connection keeps before its links exist (its reads then pause) reaches
+    the server intact once the dial completes: the paused reads resume."""
+    payload = bytes(range(256)) * 4096  # 1 MiB: past EARLY_HIGH_WATER, and the socket buffers
+    add_toxic(api, "echo", type="packet_loss", attributes={"loss_rate": 0.5, "syn_retries": 6})
+    api.post("/seed", json={"seed": SYN_LOST_ONCE_SEED}).raise_for_status()
+    with connect(proxied, timeout=30) as sock:
+        sent = threading.Thread(target=sock.sendall, args=(payload,))
+        sent.start()
+        # The held handshake stays held; the bytes then go through no loss (far quicker).
+        time.sleep(0.3)
+        remove_toxic(api, "echo", "packet_loss_downstream")
+        echoed = recv_exactly(sock, len(payload))
+        sent.join()
+    assert echoed == payload
+    # The dial was held back by a lost SYN while the client sent (the seed makes sure).
+    lost = wait_for_event(api, "syn_lost")
+    assert lost["losses"] >= 1
+    assert not lost["gave_up"]

@@ -65,6 +65,8 @@ def _starts_effect(event: Event) -> bool:
     # Disabling a proxy closes its connections (`closed` by "proxy") before the engine records
     # the `proxy_updated` that says so: a call broken by that close belongs to the fault.
     return event.kind in _EFFECT_STARTS or (isinstance(event, Closed) and event.by == "proxy")
+
+
 _EFFECT_ENDS = ("toxic_removed", "proxy_updated")
 
 

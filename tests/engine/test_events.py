@@ -191,6 +191,10 @@ def test_a_large_answer_is_complete_and_filtered(full_engine: EngineThread) -> N
     assert [e["seq"] for e in tail["events"]] == [EVENT_COUNT - 2, EVENT_COUNT - 1, EVENT_COUNT]
 
 
+# The engine shares this process's GIL with the reader and the prober here: under a busy
+# neighbour one sample can be late for reasons of the test's own making. A blocked loop is late
+# in every run (450 ms and more).
+@pytest.mark.flaky(reruns=2)
 def test_latency_stays_accurate_while_a_large_answer_is_read(
     full_engine: EngineThread, echo: str
 ) -> None:

@@ -173,6 +173,23 @@ class StageInbox(Generic[InboxItem]):
                 timer.cancel()
             self._busy_since = time.monotonic()
 
+    async def receive(self) -> InboxItem:
+        """Wait for the next item; the stage holds it until it is sent or dropped."""
+        item = await self.receive_until(math.inf)
+        assert item is not None  # no deadline: only an item ends the wait
+        return item
+
+    async def receive_until(self, deadline: float) -> InboxItem | None:
+        """As `receive`, but give up at `deadline`: None when nothing came."""
+        item = await self._take(deadline)
+        if item is not None:
+            self._hold_taken(item)
+        return item
+
+    def _hold_taken(self, item: InboxItem) -> None:
+        """Keep `item`, just taken by the toxic, as pending until it is sent or dropped."""
+        raise NotImplementedError
+
     async def sleep_until(self, deadline: float) -> None:
         """Wait until `now()` reaches `deadline`; `math.inf` waits until the task is cancelled."""
         if self.now() >= deadline:
@@ -266,20 +283,11 @@ class Stage(StageInbox[Item]):
             receiver.put(item)
             now = time.monotonic()
 
-    # -- the ToxicStub side, used by the toxic's pipe
-    async def receive(self) -> Item:
-        """Wait for the next item; it stays `held` until sent or dropped."""
-        item = await self.receive_until(math.inf)
-        assert item is not None  # no deadline: only an item ends the wait
-        return item
-
-    async def receive_until(self, deadline: float) -> Item | None:
-        """As `receive`, but give up at `deadline`: None when nothing came."""
-        item = await self._take(deadline)
-        if item is not None:
-            self.held = item
-            self.held_sent = 0
-        return item
+    # -- the ToxicStub side, used by the toxic's pipe (`receive` and `receive_until`: see
+    # `StageInbox`)
+    def _hold_taken(self, item: Item) -> None:
+        self.held = item
+        self.held_sent = 0
 
     def send(self, item: Item, at: float | None = None) -> None:
         """Pass `item` to the next receiver, stamped as arriving there at `at` (default: now)."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -83,18 +82,9 @@ class DatagramStage(StageInbox[Datagram]):
         self._deliver(datagram)
 
     # -- the DatagramStub side
-    async def receive(self) -> Datagram:
-        """Wait for the next datagram; it stays held by this stage until sent or dropped."""
-        datagram = await self.receive_until(math.inf)
-        assert datagram is not None  # no deadline: only a datagram ends the wait
-        return datagram
-
-    async def receive_until(self, deadline: float) -> Datagram | None:
-        """As `receive`, but give up at `deadline`: None when nothing came."""
-        datagram = await self._take(deadline)
-        if datagram is not None:
-            self._taken[id(datagram)] = datagram
-        return datagram
+    # (`receive` and `receive_until`: see `StageInbox`)
+    def _hold_taken(self, datagram: Datagram) -> None:
+        self._taken[id(datagram)] = datagram
 
     def send(self, datagram: Datagram, at: float | None = None) -> None:
         """Pass `datagram` on now, or schedule it for `at` (a `now()` time)."""

@@ -120,7 +120,7 @@ import itertools
 import sys
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 Event = dict[str, Any]
@@ -140,9 +140,7 @@ def estimated_size(fields: dict[str, Any]) -> int:
     whose strings are shared literals; +12 % for a `closed` event). Strings (an HTTP path, an
     error, a proxy name) are what can make an event large.
     """
-    return (
-        EVENT_OVERHEAD_BYTES + _dict_bytes(len(fields) + 3) + sum(map(_bytes_of, fields.values()))
-    )
+    return _values_bytes(fields.values(), EVENT_OVERHEAD_BYTES + _dict_bytes(len(fields) + 3))
 
 
 def _dict_bytes(entries: int) -> int:
@@ -154,21 +152,33 @@ def _dict_bytes(entries: int) -> int:
     return 464 if entries <= 21 else 40 * entries
 
 
+def _values_bytes(values: Iterable[Any], size: int) -> int:
+    # `size` plus what `values` take. Every accepted connection records several events, so
+    # this is a hot path: flat values are sized in the loop, without a call each.
+    for value in values:
+        kind = type(value)
+        if kind is str:
+            size += 49 + len(value)
+        elif kind is int or kind is float:
+            size += 32
+        elif kind is dict:
+            size += _values_bytes(value.values(), _dict_bytes(len(value)))
+        elif value is not None and kind is not bool:
+            size += _bytes_of(value)
+    return size
+
+
 def _bytes_of(value: Any) -> int:
-    # Exact types first (cheapest), on the hot path of every accepted connection.
-    kind = type(value)
-    if kind is str:
-        return 49 + len(value)
-    if kind is int or kind is float:
-        return 32
-    if value is None or kind is bool:
-        return 0  # singletons
     if isinstance(value, dict):
-        return _dict_bytes(len(value)) + sum(map(_bytes_of, value.values()))
+        return _values_bytes(value.values(), _dict_bytes(len(value)))
     if isinstance(value, list | tuple):
-        return 56 + 8 * len(value) + sum(map(_bytes_of, value))
+        return _values_bytes(value, 56 + 8 * len(value))
     if isinstance(value, str):
         return 49 + len(value)
+    if isinstance(value, int | float):
+        return 32
+    if value is None or isinstance(value, bool):
+        return 0  # singletons
     return 64  # nothing else is recorded today: a small object
 
 
@@ -196,7 +206,6 @@ class EventLog:
         self.capacity = capacity
         self.max_bytes = max_bytes
         self.estimated_bytes = 0
-        self._sequence = itertools.count(1)
         self.last_seq = 0
         self._open_runs: set[OpenRun] = set()
 
@@ -204,21 +213,41 @@ class EventLog:
         self, kind: str, proxy: str | None = None, *, at: float | None = None, **fields: Any
     ) -> Event:
         """Append an event stamped `at` (default: now, `time.monotonic()`)."""
-        seq = next(self._sequence)
-        stamp = time.monotonic() if at is None else at
-        size = estimated_size(fields) + _bytes_of(proxy)
-        event: Event = {"seq": seq, "time": stamp, "kind": kind, "proxy": proxy}
+        return self.append(kind, proxy, fields, at)
+
+    def append(
+        self,
+        kind: str,
+        proxy: str | None,
+        fields: dict[str, Any],
+        at: float | None = None,
+        size: int | None = None,
+    ) -> Event:
+        """`record`, with the fields in a dict the caller made for it (its keys come after
+        `proxy`, in its order), and their `estimated_size` if the caller knows it already:
+        the engine's hot paths save a dict and a walk over the fields."""
+        seq = self.last_seq + 1
+        event: Event = {
+            "seq": seq,
+            "time": time.monotonic() if at is None else at,
+            "kind": kind,
+            "proxy": proxy,
+        }
         event.update(fields)
+        if size is None:
+            size = estimated_size(fields)
+        if proxy is not None:
+            size += 49 + len(proxy)
         events, sizes = self._events, self._sizes
         events.append(event)
         sizes.append(size)
-        self.estimated_bytes += size
-        while len(events) > self.capacity or (
-            self.estimated_bytes > self.max_bytes and len(events) > 1
-        ):
-            events.popleft()
-            self.estimated_bytes -= sizes.popleft()
         self.last_seq = seq
+        estimated = self.estimated_bytes + size
+        # Drop the oldest events until the log is within both caps (the newest always stays).
+        while len(events) > self.capacity or (estimated > self.max_bytes and len(events) > 1):
+            events.popleft()
+            estimated -= sizes.popleft()
+        self.estimated_bytes = estimated
         return event
 
     # -- data runs not recorded yet

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import random
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -24,21 +23,19 @@ from pytest_chaos.engine.toxics.packet_loss import LossChain, handshake
 if TYPE_CHECKING:
     from pytest_chaos.engine.connection import Connection
 
-RngFor = Callable[[str], Callable[[str], random.Random]]
 
-
-async def establish(connection: Connection, rng_for: RngFor) -> bool:
+async def establish(connection: Connection) -> bool:
     """Wait as long as lost SYNs delay `connection`'s establishment. False when the handshake
     gave up (the connection is then reset) or the connection closed meanwhile.
 
-    `rng_for(direction)(toxic_name)` is the generator the connection's links draw from for that
-    toxic: its first draw is the toxicity roll the link will make, so the handshake is hurt
-    exactly when the data will be. The SYNs draw from their own generator."""
+    `connection.rng_factory(direction)(toxic_name)` is the generator the connection's links draw
+    from for that toxic: its first draw is the toxicity roll the link will make, so the
+    handshake is hurt exactly when the data will be. The SYNs draw from their own generator."""
     attempt_lost: list[Callable[[], bool]] = []
     syn_retries: list[int] = []
     names: list[str] = []
     for direction in ("upstream", "downstream"):
-        make = rng_for(direction)
+        make = connection.rng_factory(direction)
         for setting in connection.proxy.toxic_settings(direction):
             if setting.type != "packet_loss" or not make(setting.name).random() < setting.toxicity:
                 continue

@@ -19,6 +19,7 @@ stage's inbox, and a replaced (updated) stage hands them, in order, to its repla
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import random
 import time
@@ -396,11 +397,9 @@ class Link:
         direction: str,
         source: asyncio.Transport,
         destination: asyncio.Transport,
-        rng_factory: Callable[[str], random.Random],
     ) -> None:
         self.connection = connection
         self.direction = direction
-        self.label = f"{connection.label} {direction}"
         proxy = connection.proxy
         # Upstream's metric labels, fixed when the link starts: direction, listener, proxy,
         # upstream.
@@ -413,7 +412,8 @@ class Link:
         # Some stage runs its toxic in a task, so items must go through the chain (see the
         # module doc): false with no toxic, or only toxics that do nothing.
         self._chain_active = False
-        self._memories = StageMemories(rng_factory)
+        # Made with the first toxic: most links of most proxies never have one.
+        self._memories: StageMemories | None = None
         self.bytes_in = 0
         self.bytes_out = 0
         self.finished = False
@@ -425,6 +425,11 @@ class Link:
         self._run_bytes = 0
         self._run_first = 0.0
         self._run_last = 0.0
+
+    @property
+    def label(self) -> str:
+        """`proxy#connection direction`, for the names of the link's tasks."""
+        return f"{self.connection.label} {self.direction}"
 
     # -- input from the source side
     def feed(self, data: bytes) -> None:
@@ -518,6 +523,17 @@ class Link:
         """
         if not settings and not self.stages:
             return False  # no toxic, before or now (every new link of a proxy without toxics)
+        memories = self._memories
+        if memories is None:
+            memories = self._memories = StageMemories(self.connection.rng_factory(self.direction))
+        if not self.stages:
+            # A new link (or one without toxics until now): nothing pending to hand over.
+            self.stages = [
+                Stage(self, setting, memories.memory_for(setting)) for setting in settings
+            ]
+            self._link_stages()
+            self._start_stages()
+            return False
         old_index = {stage.setting.name: i for i, stage in enumerate(self.stages)}
         old_stages = self.stages
         new_stages: list[Stage] = []
@@ -528,14 +544,13 @@ class Link:
             if stage is not None and stage.setting == setting:
                 new_stages.append(stage)
                 continue
-            replacement = Stage(self, setting, self._memories.memory_for(setting))
+            replacement = Stage(self, setting, memories.memory_for(setting))
             if stage is not None:
                 inherited.append((replacement, stage.detach()))
             new_stages.append(replacement)
 
-        for i, stage in enumerate(new_stages):
-            stage.next = new_stages[i + 1] if i + 1 < len(new_stages) else self.output
         self.stages = new_stages
+        self._link_stages()
 
         for replacement, items in inherited:
             for item in items:
@@ -550,14 +565,27 @@ class Link:
             follower: Receiver = receiver_after(index, old_index, new_stages, self.output)
             for item in removed.detach():
                 follower.put(item)
-            self._memories.forget(removed.setting.name)
+            memories.forget(removed.setting.name)
             close_connection |= removed.setting.toxic.closes_connection_when_removed
 
-        for stage in new_stages:
+        self._start_stages()
+        return close_connection
+
+    def _link_stages(self) -> None:
+        # Each stage hands its items to the next one, the last to the link's output.
+        stages = self.stages
+        for stage, follower in itertools.pairwise(stages):
+            stage.next = follower
+        if stages:
+            stages[-1].next = self.output
+
+    def _start_stages(self) -> None:
+        active = False
+        for stage in self.stages:
             if stage.task is None:
                 stage.start()
-        self._chain_active = not all(stage.forwards for stage in new_stages)
-        return close_connection
+            active = active or not stage.forwards
+        self._chain_active = active
 
     def stop(self) -> None:
         """Cancel every stage; the connection is closing and pending items are discarded."""

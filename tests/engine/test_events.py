@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
 import threading
 import time
 import tracemalloc
@@ -13,15 +14,20 @@ import httpx
 import pytest
 
 from pytest_chaos.engine import EngineThread
-from pytest_chaos.engine.events import DEFAULT_MAX_BYTES, EventLog
+from pytest_chaos.engine.events import DEFAULT_MAX_BYTES, EventLog, estimated_size
 from tests.engine.api_helpers import (
     add_toxic,
+    assert_dropped,
     connect,
     create_proxy,
     event_log,
     events,
     exchange,
+    listen_of,
+    listening_socket,
+    read_until_closed,
     round_trip_seconds,
+    wait_for_event,
 )
 
 RUN_SECONDS = 0.05
@@ -273,3 +279,41 @@ def test_the_log_keeps_its_count_cap_for_ordinary_events() -> None:
     assert len(log) == 1_000
     assert log.oldest_seq == 1_501
     assert log.estimated_bytes < log.max_bytes
+
+
+def test_connection_events_are_sized_as_estimated_size_says(
+    engine: EngineThread, api: httpx.Client, echo: str
+) -> None:
+    """Connections size their frequent events from sizes worked out once (connection.py's
+    `ACCEPTED_SIZE` and the others): the log's total must still be what `estimated_size`
+    says of every event it holds, with a toxic acting, on a dial that fails, and a close by a
+    toxic."""
+    create_proxy(api, "sized", echo)
+    add_toxic(api, "sized", name="slow", type="latency", attributes={"latency": 0})
+    with connect(api.get("/proxies/sized").json()["listen"]) as sock:
+        assert exchange(sock, b"ping") == b"ping"
+        sock.shutdown(socket.SHUT_WR)
+        assert read_until_closed(sock) == b""
+    with listening_socket() as refusing:
+        nowhere = listen_of(refusing)
+    create_proxy(api, "nowhere", nowhere)
+    assert_dropped(api.get("/proxies/nowhere").json()["listen"])
+    create_proxy(api, "cut", echo)
+    add_toxic(api, "cut", name="cutter", type="limit_data", attributes={"bytes": 2})
+    with connect(api.get("/proxies/cut").json()["listen"]) as sock:
+        sock.sendall(b"ping")
+        read_until_closed(sock)
+    for proxy in ("sized", "nowhere", "cut"):
+        wait_for_event(api, "closed", proxy=proxy)
+
+    kept = events(api)
+    kinds = {event["kind"] for event in kept}
+    assert {"accepted", "upstream_connected", "data", "half_closed", "closed"} <= kinds
+    assert {"toxics_active", "upstream_failed"} <= kinds
+    expected = 0
+    for event in kept:
+        fields = {k: v for k, v in event.items() if k not in ("seq", "time", "kind", "proxy")}
+        expected += estimated_size(fields) + (
+            0 if event["proxy"] is None else 49 + len(event["proxy"])
+        )
+    assert engine.engine.events.estimated_bytes == expected

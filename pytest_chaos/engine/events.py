@@ -9,10 +9,10 @@ kept; a reader whose `since` is below `oldest_seq - 1` has missed events.
 
 The log keeps the newest 100,000 events, and fewer when they are large: the oldest are dropped
 once the kept events would take more than 64 MiB by the log's own estimate (see
-`estimated_size`). A connection records about six events, of about 500 bytes each (a `closed`
-event about 1,100), so the log reaches its count cap after some 17,000 connections, at about
-55 MB of the engine's memory, and stays there: that, not a leak, is why a long-lived engine
-grows by that much and then no more.
+`estimated_size`). A connection records about seven events, of about 470 bytes each as kept
+(a `closed` event about 800), so the log reaches its count cap after some 15,000 connections,
+at about 47 MB of the engine's memory, and stays there: that, not a leak, is why a long-lived
+engine grows by that much and then no more.
 
 Every event has these fields:
 
@@ -124,23 +124,29 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 Event = dict[str, Any]
+# How the log keeps an event: (seq, time, kind, proxy, its other fields). A tuple around the
+# recorder's own dict of fields, made into an `Event` only when read: the log writes far more
+# than it is read (several events per connection), and on a busy loop the memory a whole event
+# dict takes and touches was most of what recording cost.
+Entry = tuple[int, float, str, str | None, dict[str, Any]]
 
 DEFAULT_CAPACITY = 100_000
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
-# Per kept event beyond its dict and fields: its sequence number, its stamp, and its entries in
-# the log's two deques.
-EVENT_OVERHEAD_BYTES = 140
+# Per kept event beyond its fields' dict and values: its entry tuple, sequence number and
+# stamp, and its slots in the log's two deques.
+EVENT_OVERHEAD_BYTES = 170
 
 
 def estimated_size(fields: dict[str, Any]) -> int:
     """What an event with these fields (besides `seq`, `time`, `kind`) costs in memory.
 
-    CPython 3.11's object sizes, summed without looking for sharing, so it errs high: from
-    +0 % to +45 % of what tracemalloc measures for the engine's events (the most for events
-    whose strings are shared literals; +12 % for a `closed` event). Strings (an HTTP path, an
-    error, a proxy name) are what can make an event large.
+    CPython 3.11's object sizes, summed without looking for sharing, so it errs high: +33 %
+    over what tracemalloc measures for a short connection's events as the log keeps them
+    (`Entry`), from +59 % for a `closed` event to 2.7 times for a `data` event, whose strings
+    are shared literals. Strings (an HTTP path, an error, a proxy name) are what can make an
+    event large.
     """
-    return _values_bytes(fields.values(), EVENT_OVERHEAD_BYTES + _dict_bytes(len(fields) + 3))
+    return _values_bytes(fields.values(), EVENT_OVERHEAD_BYTES + _dict_bytes(len(fields)))
 
 
 def _dict_bytes(entries: int) -> int:
@@ -200,7 +206,7 @@ class EventLog:
     def __init__(
         self, capacity: int = DEFAULT_CAPACITY, max_bytes: int = DEFAULT_MAX_BYTES
     ) -> None:
-        self._events: deque[Event] = deque()
+        self._events: deque[Entry] = deque()
         # The estimated size of each kept event, in the same order.
         self._sizes: deque[int] = deque()
         self.capacity = capacity
@@ -211,9 +217,9 @@ class EventLog:
 
     def record(
         self, kind: str, proxy: str | None = None, *, at: float | None = None, **fields: Any
-    ) -> Event:
+    ) -> None:
         """Append an event stamped `at` (default: now, `time.monotonic()`)."""
-        return self.append(kind, proxy, fields, at)
+        self.append(kind, proxy, fields, at)
 
     def append(
         self,
@@ -222,24 +228,17 @@ class EventLog:
         fields: dict[str, Any],
         at: float | None = None,
         size: int | None = None,
-    ) -> Event:
-        """`record`, with the fields in a dict the caller made for it (its keys come after
-        `proxy`, in its order), and their `estimated_size` if the caller knows it already:
-        the engine's hot paths save a dict and a walk over the fields."""
+    ) -> None:
+        """`record`, with the fields in a dict the caller made for it and gives up (kept as
+        it is, its keys after `proxy` in its order), and their `estimated_size` if the caller
+        knows it already: the engine's hot paths save a dict and a walk over the fields."""
         seq = self.last_seq + 1
-        event: Event = {
-            "seq": seq,
-            "time": time.monotonic() if at is None else at,
-            "kind": kind,
-            "proxy": proxy,
-        }
-        event.update(fields)
         if size is None:
             size = estimated_size(fields)
         if proxy is not None:
             size += 49 + len(proxy)
         events, sizes = self._events, self._sizes
-        events.append(event)
+        events.append((seq, time.monotonic() if at is None else at, kind, proxy, fields))
         sizes.append(size)
         self.last_seq = seq
         estimated = self.estimated_bytes + size
@@ -248,7 +247,6 @@ class EventLog:
             events.popleft()
             estimated -= sizes.popleft()
         self.estimated_bytes = estimated
-        return event
 
     # -- data runs not recorded yet
     def run_opened(self, run: OpenRun) -> None:
@@ -265,15 +263,16 @@ class EventLog:
             run.close_data_run()
 
     # -- reading
-    def snapshot(self, seq: int = 0) -> list[Event]:
-        """The events with a sequence number above `seq`, oldest first (references, no copies).
+    def snapshot(self, seq: int = 0) -> list[Entry]:
+        """The entries of the events with a sequence number above `seq`, oldest first
+        (references, no copies; `select` makes them events).
 
         Recorded events are never changed afterwards, so the list can be read bit by bit.
         """
         events = self._events
         if not events or seq >= self.last_seq:
             return []
-        first = events[0]["seq"]
+        first = events[0][0]
         if seq < first:
             return list(events)
         # Sequence numbers are dense, so the first new event sits at a known offset.
@@ -288,17 +287,19 @@ class EventLog:
     @property
     def oldest_seq(self) -> int:
         """The sequence number of the oldest event kept (`last_seq + 1` when none is)."""
-        return self._events[0]["seq"] if self._events else self.last_seq + 1
+        return self._events[0][0] if self._events else self.last_seq + 1
 
     def __len__(self) -> int:
         return len(self._events)
 
 
-def select(events: list[Event], *, proxy: str | None, limit: int | None) -> Iterator[Event]:
-    """The events of `proxy` (all when None), at most `limit` of them."""
-    chosen: Iterator[Event] = iter(events)
+def select(entries: list[Entry], *, proxy: str | None, limit: int | None) -> Iterator[Event]:
+    """The events of `proxy` (all when None) among `entries`, at most `limit` of them, each a
+    new dict."""
+    chosen: Iterator[Entry] = iter(entries)
     if proxy is not None:
-        chosen = (event for event in chosen if event["proxy"] == proxy)
+        chosen = (entry for entry in chosen if entry[3] == proxy)
     if limit is not None:
         chosen = itertools.islice(chosen, min(limit, sys.maxsize))
-    return chosen
+    for seq, stamp, kind, name, fields in chosen:
+        yield {"seq": seq, "time": stamp, "kind": kind, "proxy": name, **fields}

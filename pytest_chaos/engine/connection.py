@@ -150,7 +150,9 @@ class Connection:
             UPSTREAM: Link(self, UPSTREAM, client, transport),
             DOWNSTREAM: Link(self, DOWNSTREAM, transport, client),
         }
-        if proxy.toxics:
+        # A proxy that has, or once had, an HTTP toxic parses every new connection from its
+        # first byte (see `set_connection_toxics`), toxics or not now.
+        if proxy.toxics or proxy.toxics.had_connection_toxics:
             for direction, link in self.links.items():
                 link.set_toxics(proxy.toxic_settings(direction))
             self.set_connection_toxics()

@@ -235,6 +235,18 @@ def test_a_toxic_added_to_a_live_keep_alive_connection_acts_on_its_next_request(
     assert len({e["connection"] for e in requests_seen(api)}) == 1
 
 
+def test_a_proxy_that_had_an_http_toxic_reads_its_new_connections_as_http(
+    api: httpx.Client, proxy: str
+) -> None:
+    """Once a proxy has had an HTTP toxic, a new connection is parsed from its first byte even
+    with no toxic left, so that a toxic added later never starts reading mid-message."""
+    toxic(api, "http_error", status=502)
+    remove_toxic(api, "api", "http_error_1")
+    with httpx.Client(base_url=f"http://{proxy}") as client:
+        assert client.get("/later").status_code == 200
+    assert [event["path"] for event in requests_seen(api)] == ["/later"]
+
+
 def test_head_and_http_1_0_are_answered_as_http_wants(api: httpx.Client, proxy: str) -> None:
     toxic(api, "http_error", status=503)
     with socket.create_connection(address(proxy), timeout=5) as sock:

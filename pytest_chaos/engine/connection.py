@@ -85,10 +85,8 @@ class Connection:
         # What a side sent before both links existed: the client while the dial is under way,
         # the server between its connection_made and the dial's return. (Pausing reads inside
         # connection_made is not honoured by uvloop, so early bytes are kept here.)
-        self._early: dict[str, list[bytes]] = {CLIENT: [], SERVER: []}
-        self._early_bytes = {CLIENT: 0, SERVER: 0}
-        self._early_paused: set[str] = set()
-        self._early_eof: set[str] = set()
+        # By side, made for a side when it sends early (an empty dict allocates nothing).
+        self._early: dict[str, EarlyInput] = {}
         # Sockets still open; `wait_closed` lets the API answer only once they are gone.
         self._open_sockets = 0
         # Made by the first `wait_closed` that has to wait (rare: a proxy stopping), not by
@@ -160,14 +158,15 @@ class Connection:
             if any(active.values()):
                 self.record("toxics_active", toxics=active)
         for side, side_transport in ((CLIENT, client), (SERVER, transport)):
-            early, self._early[side] = self._early[side], []
-            for data in early:
+            early = self._early.pop(side, None)
+            if early is None:
+                continue
+            for data in early.chunks:
                 self.data_from(side, data)
-            if side in self._early_eof:
+            if early.eof:
                 self.eof_from(side)
-            elif side in self._early_paused and not self.closed:
+            elif early.paused and not self.closed:
                 side_transport.resume_reading()
-        self._early_paused.clear()
 
     def rng_factory(self, direction: str) -> Callable[[str], random.Random]:
         """What the toxics of `direction` draw from, by toxic name: the shared unseeded
@@ -228,10 +227,11 @@ class Connection:
         if transport is not None and not self.closed:
             # The links do not exist yet: keep the bytes, and past `EARLY_HIGH_WATER` let the
             # kernel hold the rest.
-            self._early[side].append(data)
-            self._early_bytes[side] += len(data)
-            if self._early_bytes[side] >= EARLY_HIGH_WATER and side not in self._early_paused:
-                self._early_paused.add(side)
+            early = self._early_input(side)
+            early.chunks.append(data)
+            early.size += len(data)
+            if early.size >= EARLY_HIGH_WATER and not early.paused:
+                early.paused = True
                 transport.pause_reading()
 
     def eof_from(self, side: str) -> None:
@@ -244,7 +244,7 @@ class Connection:
             return
         link = self.links.get(LINK_FROM_SIDE[side])
         if link is None:
-            self._early_eof.add(side)
+            self._early_input(side).eof = True
             return
         if self._first_fin is None:
             self._first_fin = side
@@ -257,6 +257,12 @@ class Connection:
             self.http.eof_from(side)  # it passes the FIN on after what it holds
         else:
             link.feed_eof()
+
+    def _early_input(self, side: str) -> EarlyInput:
+        early = self._early.get(side)
+        if early is None:
+            early = self._early[side] = EarlyInput()
+        return early
 
     def writing_paused(self, side: str, paused: bool) -> None:
         """`side`'s write buffer filled (or drained): the link writing to it stops reading."""
@@ -389,6 +395,19 @@ class Connection:
         # `fields` starts with this connection's id; `size`: its estimate if known (see
         # `ACCEPTED_SIZE`).
         self.proxy.events.append(kind, self.proxy.name, fields, at, size)
+
+
+class EarlyInput:
+    """What one side sent before both links existed (see `Connection.data_from`)."""
+
+    __slots__ = ("chunks", "eof", "paused", "size")
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.size = 0
+        # Its reads paused at `EARLY_HIGH_WATER`; its FIN came.
+        self.paused = False
+        self.eof = False
 
 
 class SideProtocol(asyncio.Protocol):

@@ -49,6 +49,11 @@ def test_faults_apply_together_for_the_block_and_are_reverted_after_it(
     suite.runpytest_inprocess().assert_outcomes(passed=3)
 
 
+# Its steps are timed against the clock with a quarter second of room. Seen once on a
+# clean-clone CI run beside two workers: every step a second late together, as when a
+# connect's SYN is dropped and retried after the kernel's 1 s initial timeout. So a run may
+# be retried; a schedule that misses its offsets fails every run.
+@pytest.mark.flaky(reruns=2)
 def test_a_schedule_runs_on_a_timer_from_the_start_of_the_block(suite: pytest.Pytester) -> None:
     suite.makepyfile(
         test_schedule=dedent(

@@ -121,6 +121,20 @@ def receiver_after(
     return end
 
 
+class Chainable(Protocol):
+    """A stage, TCP or UDP, as chaining sees it: it hands its items to `next`."""
+
+    next: Any
+
+
+def chain(stages: Sequence[Chainable], end: object) -> None:
+    """Point each of `stages` at the one after it, and the last at `end` (the link's output)."""
+    for stage, follower in itertools.pairwise(stages):
+        stage.next = follower
+    if stages:
+        stages[-1].next = end
+
+
 InboxItem = TypeVar("InboxItem")
 
 
@@ -531,7 +545,7 @@ class Link:
             self.stages = [
                 Stage(self, setting, memories.memory_for(setting)) for setting in settings
             ]
-            self._link_stages()
+            chain(self.stages, self.output)
             self._start_stages()
             return False
         old_index = {stage.setting.name: i for i, stage in enumerate(self.stages)}
@@ -550,7 +564,7 @@ class Link:
             new_stages.append(replacement)
 
         self.stages = new_stages
-        self._link_stages()
+        chain(new_stages, self.output)
 
         for replacement, items in inherited:
             for item in items:
@@ -570,14 +584,6 @@ class Link:
 
         self._start_stages()
         return close_connection
-
-    def _link_stages(self) -> None:
-        # Each stage hands its items to the next one, the last to the link's output.
-        stages = self.stages
-        for stage, follower in itertools.pairwise(stages):
-            stage.next = follower
-        if stages:
-            stages[-1].next = self.output
 
     def _start_stages(self) -> None:
         active = False

@@ -27,6 +27,7 @@ from pytest_chaos.engine.link import (
     StageMemories,
     StageMemory,
     ToxicSetting,
+    chain,
     receiver_after,
 )
 from pytest_chaos.engine.udp.datagram import Datagram, DatagramToxic
@@ -260,8 +261,7 @@ class DatagramLink:
                 new_stages.append(old_stages[index])
             else:
                 new_stages.append(DatagramStage(self, setting, self._memories.memory_for(setting)))
-        for i, stage in enumerate(new_stages):
-            stage.next = new_stages[i + 1] if i + 1 < len(new_stages) else self.output
+        chain(new_stages, self.output)
         self.stages = new_stages
         kept = {id(stage) for stage in new_stages}
         by_name = {stage.setting.name: stage for stage in new_stages}
